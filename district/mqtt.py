@@ -9,8 +9,8 @@ results and wake the waiting caller, and never raise (an exception would kill pa
         c.subscribe(["loa/v1/hoa-vang/+/+/ack"], on_message)
 
 URLs: `mqtt://[user[:password]@]host[:port]` (plain, default port 1883) and `mqtts://...` (TLS, default port
-8883). TLS uses `--cafile` when given (else the system CAs) and a client certificate when `--cert`/`--key` are
-given.
+8883). TLS uses `--cafile` when given (else the system CAs) and a client certificate when `--cert`/`--cert-key`
+are given.
 """
 
 from __future__ import annotations
@@ -84,11 +84,17 @@ class Message:
 
 
 def add_broker_arguments(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
-    """Add `--broker URL --cafile --cert --key --timeout-connect` to a sub-parser."""
-    parser.add_argument("--broker", required=required, metavar="URL", help="mqtt://host:port or mqtts://host:port")
+    """Add `--broker URL --cafile PEM --cert PEM --cert-key PEM` to a sub-parser.
+
+    The client key is `--cert-key`, not `--key`: `--key` is the district's *signing* key in alert commands."""
+    parser.add_argument(
+        "--broker", required=required, metavar="URL", help="mqtt://host:port or mqtts://host:port"
+    )
     parser.add_argument("--cafile", help="CA certificate (PEM) to verify the broker (mqtts)")
     parser.add_argument("--cert", help="client certificate (PEM) for mqtts")
-    parser.add_argument("--key", dest="cert_key", metavar="KEY", help="client certificate key (PEM) for mqtts")
+    parser.add_argument(
+        "--cert-key", dest="cert_key", metavar="PEM", help="client certificate key (PEM) for mqtts"
+    )
 
 
 def client_from_args(args: argparse.Namespace, *, client_id: str | None = None) -> DistrictClient:
@@ -126,7 +132,7 @@ class DistrictClient:
         if url.tls:
             self._client.tls_set(ca_certs=cafile, certfile=cert, keyfile=key)
         elif cafile or cert or key:
-            raise MqttError(f"{url}: --cafile/--cert/--key need an mqtts:// broker URL")
+            raise MqttError(f"{url}: --cafile/--cert/--cert-key need an mqtts:// broker URL")
         self._cond = threading.Condition()
         self._connected = False
         self._connect_error: str | None = None
@@ -296,8 +302,14 @@ class DistrictClient:
         def on_message(client, userdata, msg) -> None:
             try:
                 expiry = getattr(msg.properties, "MessageExpiryInterval", None) if msg.properties else None
-                callback(Message(topic=msg.topic, payload=bytes(msg.payload), retained=bool(msg.retain),
-                                 expiry_s=expiry))
+                callback(
+                    Message(
+                        topic=msg.topic,
+                        payload=bytes(msg.payload),
+                        retained=bool(msg.retain),
+                        expiry_s=expiry,
+                    )
+                )
             except Exception:
                 log.exception("message callback failed for %s", getattr(msg, "topic", "?"))
 
