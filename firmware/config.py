@@ -1,0 +1,236 @@
+"""The station's configuration: `/etc/loa/station.toml`, validated strictly.
+
+Every section forbids unknown keys (a typo is an error, not a silently ignored setting), every number has
+bounds and a unit in its name, and all problems are reported at once with their key path, e.g.
+`policy.windows[1].start: "7h" is not a time: use HH:MM, e.g. 05:30`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from firmware.core.policy import Policy
+
+ID_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62})$")
+
+
+def _check_id(v: str) -> str:
+    if not ID_RE.match(v):
+        raise ValueError(f'"{v}" is not a valid id: use lowercase letters, digits and "-" (at most 63)')
+    return v
+
+
+def _check_tz(v: str) -> str:
+    try:
+        ZoneInfo(v)
+    except (ZoneInfoNotFoundError, ValueError):
+        close = difflib.get_close_matches(v, sorted(available_timezones()), n=1)
+        hint = f' (did you mean "{close[0]}"?)' if close else ""
+        raise ValueError(f'unknown timezone "{v}"{hint}') from None
+    return v
+
+
+Id = Annotated[str, AfterValidator(_check_id)]
+TimeZoneName = Annotated[str, AfterValidator(_check_tz)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StationIdentity(_Section):
+    district: Id
+    commune: Id
+    id: Id
+    name: str = Field(default="", max_length=200, description="human name, e.g. 'Loa thôn 1'")
+    location: str = Field(default="", max_length=200)
+    timezone: TimeZoneName = "Asia/Ho_Chi_Minh"
+
+    @property
+    def scope(self) -> str:
+        return f"{self.district}/{self.commune}/{self.id}"
+
+
+class AudioConfig(_Section):
+    device: str | int | None = Field(
+        default=None, description="sound device: name substring or index; unset = system default"
+    )
+    rate_hz: int = Field(default=48000, ge=8000, le=96000)
+    block_ms: int = Field(default=20, ge=5, le=200)
+    buffer_blocks: int = Field(default=2, ge=1, le=16, description="sink buffer, in blocks")
+    fade_ms: int = Field(default=30, ge=0, le=2000)
+    ramp_ms: int = Field(default=10, ge=10, le=2000, description="gain ramps; >= 10 ms avoids clicks")
+    wav_out: str | None = Field(default=None, description="write to this WAV file instead of a device")
+
+
+class GpioConfig(_Section):
+    enabled: bool = True
+    amp_pin: int | None = Field(default=17, ge=0, le=27)
+    amp_active_high: bool = True
+    amp_warmup_s: float = Field(default=1.5, ge=0, le=30)
+    amp_hang_s: float = Field(default=30.0, ge=0, le=3600)
+    led_pin: int | None = Field(default=27, ge=0, le=27)
+    button_pin: int | None = Field(default=22, ge=0, le=27)
+    button_long_press_s: float = Field(default=2.0, ge=0.5, le=10)
+    mains_pin: int | None = Field(default=None, ge=0, le=27, description="optional mains-fail input")
+    mains_active_high: bool = True
+
+
+class BrokerConfig(_Section):
+    url: str = Field(default="", description="mqtt://host:1883 or mqtts://host:8883; empty = no broker")
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    keepalive_s: int = Field(default=30, ge=5, le=600)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if v and not re.match(r"^mqtts?://[^/:]+(:\d{1,5})?/?$", v):
+            raise ValueError(f'"{v}" is not a broker URL: use mqtt://host:port or mqtts://host:port')
+        return v
+
+
+class TrustConfig(_Section):
+    key_files: tuple[str, ...] = Field(default=(), description="district Ed25519 public keys (trust anchors)")
+    max_skew_s: int = Field(default=300, ge=0, le=86400)
+
+
+class PathsConfig(_Section):
+    state_dir: str = "/var/lib/loa"
+    content_dir: str | None = Field(default=None, description="default: <state_dir>/content")
+    schedule: str | None = Field(default=None, description="initial schedule file; default: none")
+
+
+class ReportingConfig(_Section):
+    telemetry_interval_s: int = Field(default=300, ge=10, le=86400)
+    outbox_max_mb: float = Field(default=50.0, ge=1, le=10000)
+
+
+class ContentConfig(_Section):
+    prefetch_hours: float = Field(default=48.0, ge=1, le=24 * 14)
+    cache_quota_mb: float = Field(default=2048.0, ge=10, le=1_000_000)
+    fallback: str = Field(default="notice", pattern="^(notice|silence)$")
+
+
+class StationConfig(_Section):
+    station: StationIdentity
+    policy: Policy
+    audio: AudioConfig = AudioConfig()
+    gpio: GpioConfig = GpioConfig()
+    broker: BrokerConfig = BrokerConfig()
+    trust: TrustConfig = TrustConfig()
+    paths: PathsConfig = PathsConfig()
+    reporting: ReportingConfig = ReportingConfig()
+    content: ContentConfig = ContentConfig()
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.station.timezone)
+
+
+class ConfigError(Exception):
+    """Every problem found in a config, each as `where: what`."""
+
+    def __init__(self, source: str, problems: list[str]):
+        self.source = source
+        self.problems = problems
+        super().__init__(f"{source}: {len(problems)} problem(s):\n" + "\n".join(f"  {p}" for p in problems))
+
+
+def _loc(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            # pydantic adds union-member and validator names to the location; they mean nothing to users
+            if part.startswith(("function-", "tagged-union", "int", "str", "none", "float")) or "[" in part:
+                continue
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def format_validation_error(err: ValidationError, model: type[BaseModel] | None = None) -> list[str]:
+    problems = []
+    errors = err.errors()
+    for e in errors:
+        if e["type"] == "too_short" and any(
+            len(o["loc"]) > len(e["loc"]) and o["loc"][: len(e["loc"])] == e["loc"] for o in errors
+        ):
+            continue  # "0 items after validation" only because every item had its own error, shown below
+        where = _loc(e["loc"])
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+            parent_fields = _fields_at(model, e["loc"][:-1]) if model else []
+            close = difflib.get_close_matches(str(e["loc"][-1]), parent_fields, n=1)
+            if close:
+                msg += f' (did you mean "{close[0]}"?)'
+        elif e["type"] == "missing":
+            msg = "missing (required)"
+        else:
+            msg += f" (you wrote {e['input']!r})" if _shows_input(e) else ""
+        problems.append(f"{where}: {msg}")
+    # pydantic can report one bad value once per union member; keep the first of each
+    return list(dict.fromkeys(problems))
+
+
+def _shows_input(e: dict) -> bool:
+    inp = e.get("input")
+    return isinstance(inp, (int, float, str)) and not isinstance(inp, bool) and "you wrote" not in e["msg"] and (
+        str(inp) not in e["msg"]
+    )
+
+
+def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        fields = getattr(current, "model_fields", None)
+        if not fields or part not in fields:
+            return []
+        ann = fields[part].annotation
+        args = getattr(ann, "__args__", None)
+        current = next((a for a in (args or (ann,)) if hasattr(a, "model_fields")), None)
+        if current is None:
+            return []
+    return list(getattr(current, "model_fields", {}))
+
+
+def parse_config_text(text: str, source: str = "<config>") -> StationConfig:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(source, [f"not valid TOML: {e}"]) from None
+    try:
+        return StationConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(source, format_validation_error(e, StationConfig)) from None
+
+
+def load_config(path: str | Path) -> StationConfig:
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as e:
+        raise ConfigError(str(p), [f"cannot read: {e.strerror or e}"]) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(str(p), [f"not UTF-8 text (byte {e.start})"]) from None
+    return parse_config_text(text, str(p))
+
+
+def config_hash(cfg: StationConfig) -> str:
+    """A short stable hash of the effective config, reported in the station's status."""
+    return hashlib.sha256(cfg.model_dump_json().encode()).hexdigest()[:12]
