@@ -1,0 +1,150 @@
+"""The district broker's mosquitto config and ACL, generated from the district directory.
+
+Identity: every client presents a certificate from the district CA; with `use_identity_as_username` its CN is
+the MQTT username. A station's CN is its id (unique in the district); the district tools are `collector.{d}` and
+`sender.{d}` (a dot: never a station id).
+
+Authorisation: one explicit `user` block per station rather than `pattern` lines. A pattern can only substitute
+the whole username (`%u`), and the station's topic prefix needs both its commune and its id; a pattern such as
+`loa/v1/{d}/+/%u/status` would let a station write under any commune. Explicit blocks grant exactly
+`loa/v1/{d}/{c}/{s}/...` and nothing else, and a revoked station simply has no block.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from provisioning.district import District
+from provisioning.fsutil import PRIVATE, replace_dir, staging_dir, write_file
+from provisioning.ids import account_cn
+from provisioning.station import stations
+
+STATION_WRITES = ("status", "telemetry", "report", "ack")
+STATION_READS_OWN = ("alert", "schedule", "cmd")
+SCOPE_READS = ("alert", "schedule")
+
+
+@dataclass(frozen=True)
+class BrokerOptions:
+    port: int
+    bind: str = ""  # "" = all interfaces
+    conf_dir: str = ""  # where the files will live on the broker host; "" = the output directory itself
+    persistence_dir: str = "/var/lib/mosquitto/"
+    local_port: int | None = None  # plain loopback listener for local read-only tools; None = none
+    log_dest: str = "syslog"
+
+
+def station_acl(d: str, c: str, s: str) -> list[str]:
+    own = f"loa/v1/{d}/{c}/{s}"
+    lines = [f"user {s}"]
+    lines += [f"topic write {own}/{t}" for t in STATION_WRITES]
+    lines += [f"topic read loa/v1/{d}/{t}" for t in SCOPE_READS]
+    lines += [f"topic read loa/v1/{d}/{c}/{t}" for t in SCOPE_READS]
+    lines += [f"topic read {own}/{t}" for t in STATION_READS_OWN]
+    return lines
+
+
+def collector_acl(d: str) -> list[str]:
+    # mosquitto checks a shared subscription ($share/<group>/<filter>) against <filter>, so this one line also
+    # covers `$share/collectors/loa/v1/{d}/#` for a pool of collectors (tested).
+    return [f"user {account_cn('collector', d)}", f"topic read loa/v1/{d}/#"]
+
+
+def sender_acl(d: str) -> list[str]:
+    cn = account_cn("sender", d)
+    lines = [f"user {cn}"]
+    lines += [f"topic write loa/v1/{d}/{t}" for t in SCOPE_READS]
+    lines += [f"topic write loa/v1/{d}/+/{t}" for t in SCOPE_READS]
+    lines += [f"topic write loa/v1/{d}/+/+/{t}" for t in STATION_READS_OWN]
+    lines += [f"topic read loa/v1/{d}/+/+/{t}" for t in ("status", "ack")]
+    return lines
+
+
+def render_acl(district: District) -> str:
+    d = district.id
+    blocks = [
+        [
+            f"# loa ACL for district {d}: written by loa-provision broker-config; regenerate, do not edit.",
+            "# No lines before the first `user`: anonymous clients get nothing.",
+        ],
+        ["# district tools"] + collector_acl(d),
+        sender_acl(d),
+    ]
+    for rec in stations(district):
+        blocks.append(station_acl(d, rec["commune"], rec["station"]))
+    return "\n\n".join("\n".join(b) for b in blocks) + "\n"
+
+
+def render_local_acl(district: District) -> str:
+    return (
+        "# Plain loopback listener: anonymous local tools may only watch the district, never publish.\n"
+        f"topic read loa/v1/{district.id}/#\n"
+    )
+
+
+def render_conf(district: District, opts: BrokerOptions, conf_dir: str, has_crl: bool) -> str:
+    c = conf_dir.rstrip("/")
+    bind = f" {opts.bind}" if opts.bind else ""
+    lines = [
+        f"# mosquitto config for the loa district broker of {district.id}: written by loa-provision broker-config.",
+        "# Every client authenticates with a certificate of the district CA; its CN is its username.",
+        "per_listener_settings true",
+        "persistence true",
+        f"persistence_location {opts.persistence_dir}",
+        "autosave_interval 60",
+        "# Alerts and schedules are small; a larger packet is an attack or a bug.",
+        "max_packet_size 262144",
+        "max_queued_messages 1000",
+        "max_inflight_messages 20",
+        f"log_dest {opts.log_dest}",
+        "log_type error",
+        "log_type warning",
+        "log_type notice",
+        "connection_messages true",
+        "",
+        f"listener {opts.port}{bind}",
+        "protocol mqtt",
+        "allow_anonymous false",
+        f"acl_file {c}/acl",
+        f"cafile {c}/ca.crt",
+        f"certfile {c}/server.crt",
+        f"keyfile {c}/server.key",
+        "tls_version tlsv1.2",
+        "require_certificate true",
+        "use_identity_as_username true",
+    ]
+    if has_crl:
+        lines.append(f"crlfile {c}/crl.pem")
+    if opts.local_port:
+        lines += [
+            "",
+            "# Loopback only, no TLS: for tools on the broker host itself (read-only, see acl-local).",
+            f"listener {opts.local_port} 127.0.0.1",
+            "protocol mqtt",
+            "allow_anonymous true",
+            f"acl_file {c}/acl-local",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def write_broker_config(district: District, out: Path, opts: BrokerOptions) -> list[str]:
+    """Write mosquitto.conf, acl, certificates (and crl.pem, acl-local) into `out`, replacing it whole."""
+    out = Path(out)
+    conf_dir = opts.conf_dir or str(out.resolve())
+    has_crl = district.crl_path.exists()
+    with staging_dir(out) as tmp:
+        tmp.chmod(0o755)  # mosquitto drops to its own user after start; it must reach the ACL and certificates
+        write_file(tmp / "mosquitto.conf", render_conf(district, opts, conf_dir, has_crl))
+        write_file(tmp / "acl", render_acl(district))
+        write_file(tmp / "ca.crt", district.ca_cert_path.read_bytes())
+        write_file(tmp / "server.crt", (district.root / "broker/server.crt").read_bytes())
+        # 0600: install it owned by the mosquitto user (see docs/provisioning.md)
+        write_file(tmp / "server.key", (district.root / "broker/server.key").read_bytes(), PRIVATE)
+        if has_crl:
+            write_file(tmp / "crl.pem", district.crl_path.read_bytes())
+        if opts.local_port:
+            write_file(tmp / "acl-local", render_local_acl(district))
+        names = sorted(p.name for p in tmp.iterdir())
+        replace_dir(tmp, out)
+    return names
