@@ -1,0 +1,179 @@
+"""Audio files decoded as streams: soundfile (libsndfile: WAV, FLAC, OGG, MP3) in blocks, downmix, soxr.
+
+Memory stays flat whatever the file's length: we hold one decoded chunk and what the resampler returned.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from firmware.audio import SourceError
+
+log = logging.getLogger(__name__)
+
+# Decode in chunks of this many input frames: large enough that per-call overhead (soundfile, soxr, numpy)
+# is amortised, small enough to stay a few hundred kB.
+CHUNK_FRAMES = 8192
+# "HQ" costs about twice "MQ" on a Pi for no audible gain through a horn speaker; MQ is still 16-bit clean.
+RESAMPLE_QUALITY = "MQ"
+
+
+class PcmBuffer:
+    """A FIFO of float32 samples: producers append chunks, `take(n)` returns up to n samples."""
+
+    def __init__(self):
+        self._buf = np.zeros(0, dtype=np.float32)
+        self._pos = 0
+
+    def __len__(self) -> int:
+        return len(self._buf) - self._pos
+
+    def append(self, chunk: np.ndarray) -> None:
+        if len(chunk) == 0:
+            return
+        if self._pos >= len(self._buf):
+            self._buf, self._pos = chunk, 0
+        else:
+            self._buf = np.concatenate((self._buf[self._pos :], chunk))
+            self._pos = 0
+
+    def take(self, n: int) -> np.ndarray:
+        out = self._buf[self._pos : self._pos + n]
+        self._pos += len(out)
+        # A copy: callers process blocks in place and must not write into our chunk.
+        return out.copy()
+
+
+class Resampled:
+    """Wraps a chunk producer at `in_rate`, yields chunks at `out_rate` (or passes through when equal)."""
+
+    def __init__(self, in_rate: int, out_rate: int):
+        self._stream = None
+        if in_rate != out_rate:
+            self._stream = soxr.ResampleStream(
+                in_rate, out_rate, 1, dtype="float32", quality=RESAMPLE_QUALITY
+            )
+
+    def push(self, chunk: np.ndarray, last: bool = False) -> np.ndarray:
+        if self._stream is None:
+            return chunk
+        return self._stream.resample_chunk(chunk, last=last)
+
+
+def downmix(data: np.ndarray) -> np.ndarray:
+    """(frames, channels) -> mono float32 (mean of the channels: never louder than the loudest channel)."""
+    if data.ndim == 1:
+        return np.ascontiguousarray(data, dtype=np.float32)
+    if data.shape[1] == 1:
+        return np.ascontiguousarray(data[:, 0])
+    if data.shape[1] == 2:
+        mono = data[:, 0] + data[:, 1]
+        mono *= np.float32(0.5)
+        return mono
+    return data.mean(axis=1, dtype=np.float32)
+
+
+class FileSource:
+    """A local file as a `firmware.ports.Source` at `rate`."""
+
+    def __init__(
+        self, path: str | os.PathLike, rate: int, *, offset_s: float = 0.0, chunk_frames: int = CHUNK_FRAMES
+    ):
+        self.path = os.fspath(path)
+        self.rate = rate
+        self._chunk = chunk_frames
+        self._buf = PcmBuffer()
+        self._eof = False
+        self._sf: sf.SoundFile | None = None
+        if not os.path.exists(self.path):
+            raise SourceError(f"audio file not found: {self.path}")
+        if os.path.isdir(self.path):
+            raise SourceError(f"audio path is a directory, not a file: {self.path}")
+        try:
+            self._sf = sf.SoundFile(self.path)
+        except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
+            raise SourceError(
+                f"cannot decode {self.path}: {_reason(e)} (supported: WAV, FLAC, OGG, MP3)"
+            ) from e
+        except OSError as e:
+            raise SourceError(f"cannot open {self.path}: {e.strerror or e}") from e
+        self.in_rate = self._sf.samplerate
+        self.channels = self._sf.channels
+        self.format = self._sf.format
+        if self.in_rate <= 0 or self.channels <= 0:
+            self.close()
+            raise SourceError(f"{self.path}: bad header ({self.in_rate} Hz, {self.channels} channels)")
+        self._resampler = Resampled(self.in_rate, rate)
+        if offset_s > 0:
+            self.seek(offset_s)
+        log.debug("opened %s (%s, %d Hz, %d ch)", self.path, self.format, self.in_rate, self.channels)
+
+    def seek(self, seconds: float) -> None:
+        """Join in progress: position the decoder `seconds` in (before the first read)."""
+        assert self._sf is not None
+        frame = int(seconds * self.in_rate)
+        if self._sf.frames > 0 and frame >= self._sf.frames:
+            self._eof = True  # joined after the end: nothing left to play
+            return
+        try:
+            self._sf.seek(frame)
+        except (sf.LibsndfileError, RuntimeError) as e:
+            # Some streams (MP3 without a seek table) cannot seek; decoding and discarding always works.
+            log.debug("%s: seek failed (%s), skipping by decoding", self.path, e)
+            _discard(self, int(seconds * self.rate))
+
+    def _decode_more(self) -> None:
+        assert self._sf is not None
+        try:
+            data = self._sf.read(self._chunk, dtype="float32", always_2d=True)
+        except (sf.LibsndfileError, RuntimeError, ValueError) as e:
+            raise SourceError(f"decoding {self.path} failed at {self._sf_pos_s():.1f} s: {_reason(e)}") from e
+        last = len(data) < self._chunk
+        if len(data):
+            self._buf.append(self._resampler.push(downmix(data), last=last))
+        elif last:
+            self._buf.append(self._resampler.push(np.zeros(0, dtype=np.float32), last=True))
+        if last:
+            self._eof = True
+
+    def _sf_pos_s(self) -> float:
+        try:
+            return self._sf.tell() / self.in_rate if self._sf is not None else 0.0
+        except Exception:  # tell() on a broken stream: the position is only for the message
+            return 0.0
+
+    def read(self, frames: int) -> np.ndarray:
+        if self._sf is None:
+            return np.zeros(0, dtype=np.float32)
+        while len(self._buf) < frames and not self._eof:
+            self._decode_more()
+        return self._buf.take(frames)
+
+    def close(self) -> None:
+        if self._sf is not None:
+            try:
+                self._sf.close()
+            finally:
+                self._sf = None
+
+
+def _discard(source, frames: int) -> None:
+    left = frames
+    while left > 0:
+        got = source.read(min(left, 65536))
+        if len(got) == 0:
+            return
+        left -= len(got)
+
+
+def _reason(e: Exception) -> str:
+    text = str(e).strip()
+    # libsndfile says "Error opening '/x.mp3': Format not recognised." – keep the part after the path.
+    if ": " in text and text.startswith("Error opening"):
+        text = text.split(": ", 1)[1]
+    return text or type(e).__name__
