@@ -1,0 +1,191 @@
+"""`Reporter`: the one object the runtime talks to for everything that goes up to the district.
+
+    outbox = Outbox(state_dir / "outbox.sqlite")
+    reporter = Reporter(link, outbox, ids, clock, boot_id=boot_id)
+    link = station_link(..., on_link=lambda up: (queue.put(LinkChanged(up)), reporter.on_link(up)))
+    reporter.start()
+    ...  reporter.report(cmd.entry)            # core's Report command
+    ...  reporter.state_changed(cmd.state, cmd.detail, item=..., gain_db=...)   # core's StateChanged
+    ...  reporter.update(amp_on=True, clock_trusted=True, on_backup=False)     # no telemetry forced
+    reporter.stop()
+
+Every public method is cheap and safe from any thread: it writes to SQLite (the outbox fsyncs; a play-log
+entry is durable when `report()` returns) and wakes the sender. One housekeeping thread ("loa-reporter")
+sends telemetry every `telemetry_interval_s` and on a change of state (at most once per `min_change_gap_s`),
+advances the link-session record, and builds the daily report(s) after local midnight.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import date, timedelta
+from pathlib import Path
+
+from firmware.ports import Clock, Link
+from firmware.protocol.reports import DailyReport, StationIds, Telemetry, encode, playlog_from_entry
+from firmware.reporting.daily import DayLog, next_midnight
+from firmware.reporting.outbox import Outbox
+from firmware.reporting.sender import DEFAULT_WINDOW, Sender
+from firmware.reporting.telemetry import THERMAL_PATH, Snapshot, TelemetryBuilder
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TELEMETRY_INTERVAL_S = 300.0
+DEFAULT_MIN_CHANGE_GAP_S = 10.0
+MAX_WAIT_S = 60.0  # re-read the wall clock at least this often: it may step (NTP sync after boot)
+
+
+class Reporter:
+    def __init__(
+        self,
+        link: Link,
+        outbox: Outbox,
+        ids: StationIds,
+        clock: Clock,
+        *,
+        boot_id: str,
+        daylog_path: str | Path | None = None,
+        telemetry_interval_s: float = DEFAULT_TELEMETRY_INTERVAL_S,
+        min_change_gap_s: float = DEFAULT_MIN_CHANGE_GAP_S,
+        window: int = DEFAULT_WINDOW,
+        thermal_path: str | Path = THERMAL_PATH,
+    ):
+        self.link = link
+        self.outbox = outbox
+        self.ids = ids
+        self.clock = clock
+        self.telemetry_interval_s = float(telemetry_interval_s)
+        self.min_change_gap_s = float(min_change_gap_s)
+        self.days = DayLog(daylog_path or outbox.path.with_name("daylog.sqlite"))
+        self.sender = Sender(link, outbox, window=window, monotonic=clock.monotonic)
+        self.builder = TelemetryBuilder(
+            ids.station, clock, boot_id=boot_id, disk_path=outbox.path.parent, thermal_path=thermal_path
+        )
+        self._snap = Snapshot()
+        self._snap_lock = threading.Lock()
+        self._link_since: float | None = None
+        self._change_due: float | None = None  # monotonic time an on-change telemetry is due
+        self._last_telemetry = float("-inf")
+        self._wakeup = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="loa-reporter", daemon=True)
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self.link.connected:
+            self.on_link(True)
+        self.sender.start()
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wakeup.set()
+        if self._thread.is_alive():
+            self._thread.join(5)
+        self.sender.stop()
+        self.days.link_down(self.clock.wall())
+        self.days.close()
+
+    # -- what the runtime tells us (any thread) -------------------------------------------------------------
+
+    def report(self, entry) -> None:
+        """A `firmware.core.commands.PlayLogEntry`: into the outbox (durable on return) and the day's log."""
+        payload = playlog_from_entry(entry, self.ids.station)
+        self.outbox.put(payload.id, "playlog", self.ids.topic("report"), encode(payload))
+        self.days.add_entry(payload, self.clock.wall().tzinfo)
+        if entry.result == "failed":
+            log.warning("%s: %s %s failed: %s", self.ids.station, entry.kind, entry.ref, entry.reason)
+        self.sender.wake()
+
+    def state_changed(self, state: str, detail: str = "", **fields) -> None:
+        """The core's `StateChanged` (plus any snapshot fields): telemetry soon if the state really changed."""
+        with self._snap_lock:
+            before = self._snap
+            self._snap = before.with_(state=state, detail=detail, **fields)
+            changed = before.state != state or before.detail != detail
+        if changed:
+            if state == "fault" and before.state != "fault":
+                self.days.add_fault(self.clock.wall(), detail)
+            now = self.clock.monotonic()
+            self._change_due = max(now, self._last_telemetry + self.min_change_gap_s)
+            self._wakeup.set()
+
+    def update(self, **fields) -> None:
+        """Refresh snapshot fields (item, gain_db, amp_on, clock_trusted, on_backup) without forcing telemetry."""
+        with self._snap_lock:
+            self._snap = self._snap.with_(**fields)
+
+    def on_link(self, up: bool) -> None:
+        """Wire to the link's `on_link`: records link sessions (online %) and wakes the sender."""
+        now = self.clock.wall()
+        if up:
+            self._link_since = self.clock.monotonic()
+            self.days.link_up(now)
+        else:
+            self._link_since = None
+            self.days.link_down(now)
+        self.sender.wake()
+
+    # -- building reports ------------------------------------------------------------------------------------
+
+    def telemetry_now(self) -> Telemetry:
+        """Build a telemetry message, put it in the outbox and wake the sender."""
+        with self._snap_lock:
+            snap = self._snap
+        t = self.builder.build(
+            snap, link_up_since=self._link_since, outbox_depth=self.outbox.depth(), counters=self.outbox.counters()
+        )
+        self.outbox.put(t.id, "telemetry", self.ids.topic("telemetry"), encode(t))
+        self._last_telemetry = self.clock.monotonic()
+        self.days.link_tick(self.clock.wall())
+        self.sender.wake()
+        return t
+
+    def daily_now(self, day: date) -> DailyReport:
+        """Build the report of `day` and put it in the outbox (idempotent: same id for the same day)."""
+        report = self.days.build(day, self.clock.wall().tzinfo, self.ids.station)
+        self.outbox.put(report.id, "daily", self.ids.topic("report"), encode(report))
+        self.sender.wake()
+        log.info(
+            "%s: daily report %s: online %.1f%%, %.0f/%.0f min played, %d fault(s)",
+            self.ids.station,
+            day,
+            report.online_pct,
+            report.minutes_played,
+            report.minutes_requested,
+            report.faults,
+        )
+        return report
+
+    def _daily_due(self) -> None:
+        today = self.clock.wall().date()
+        if self.days.last_reported() is None:  # first run ever: nothing to report about the days before
+            self.days.mark_reported(today - timedelta(days=1))
+            return
+        for day in self.days.days_due(today):
+            self.daily_now(day)
+            self.days.mark_reported(day)
+
+    # -- housekeeping thread ---------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        next_periodic = self.clock.monotonic()  # first telemetry at start
+        while not self._stop.is_set():
+            try:
+                now = self.clock.monotonic()
+                if now >= next_periodic or (self._change_due is not None and now >= self._change_due):
+                    self._change_due = None
+                    self.telemetry_now()
+                    next_periodic = self.clock.monotonic() + self.telemetry_interval_s
+                self._daily_due()
+                wall = self.clock.wall()
+                until_midnight = (next_midnight(wall) - wall).total_seconds() + 1
+                due = [next_periodic, self._change_due or float("inf")]
+                wait = min(min(due) - self.clock.monotonic(), until_midnight, MAX_WAIT_S)
+            except Exception:
+                log.exception("%s: reporter housekeeping failed", self.ids.station)
+                wait = MAX_WAIT_S
+            self._wakeup.wait(max(0.0, wait))
+            self._wakeup.clear()
