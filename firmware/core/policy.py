@@ -121,7 +121,7 @@ class Policy(BaseModel):
                     spans.append((a - WEEK_MIN, b - WEEK_MIN, i, day))
         spans.sort()
         problems = []
-        for (a1, b1, i1, d1), (a2, _b2, i2, d2) in zip(spans, spans[1:], strict=False):
+        for (_a1, b1, i1, d1), (a2, _b2, i2, d2) in zip(spans, spans[1:], strict=False):
             if a2 < b1 and i1 != i2:
                 w1, w2 = self.windows[i1], self.windows[i2]
                 problems.append(
