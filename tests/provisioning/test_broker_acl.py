@@ -1,0 +1,138 @@
+"""The broker, configured by `broker-config`, enforces the security model on a real mosquitto over TLS."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.provisioning.conftest import cli
+
+QUIET_S = 1.0  # how long "never arrives" is watched for, after a positive control proved delivery works
+
+NOT_AUTHORIZED = 0x87
+
+
+@pytest.fixture
+def fleet(district_dir, tls_broker):
+    for commune, station in (("c1", "s1"), ("c1", "s2"), ("c2", "s3")):
+        assert cli("station", "--district-dir", district_dir, "--commune", commune, "--station", station) == 0
+    return tls_broker.start()
+
+
+def _granted(reason_codes) -> bool:
+    return all(not rc.is_failure for rc in reason_codes)
+
+
+def test_station_connects_with_its_certificate_and_writes_its_own_topics(fleet):
+    collector = fleet.account("collector")
+    assert collector.connect()
+    assert _granted(collector.subscribe("loa/v1/lx/#"))
+    s1 = fleet.station("s1")
+    assert s1.connect()
+    for kind in ("status", "telemetry", "report", "ack"):
+        topic = f"loa/v1/lx/c1/s1/{kind}"
+        assert not s1.publish(topic, b"ok").is_failure
+        assert collector.wait_for(lambda t=topic: collector.received(t) == [b"ok"]), topic
+
+
+@pytest.mark.parametrize(
+    "topic",
+    [
+        "loa/v1/lx/c1/s2/status",  # another station, same commune
+        "loa/v1/lx/c2/s3/ack",  # another station, another commune
+        "loa/v1/lx/c2/s1/status",  # its own id under another commune
+        "loa/v1/lx/alert",
+        "loa/v1/lx/schedule",
+        "loa/v1/lx/c1/alert",
+        "loa/v1/lx/c1/s1/alert",  # even its own alert/schedule/cmd topics are district -> station only
+        "loa/v1/lx/c1/s1/schedule",
+        "loa/v1/lx/c1/s2/cmd",
+        "loa/v1/other/c1/s1/status",
+    ],
+)
+def test_station_cannot_publish_outside_its_own_topics(fleet, topic):
+    collector = fleet.account("collector")
+    assert collector.connect()
+    assert _granted(collector.subscribe("#"))
+    s1 = fleet.station("s1")
+    assert s1.connect()
+    rc = s1.publish(topic, b"forged")
+    assert rc.value == NOT_AUTHORIZED, f"PUBACK {rc} for {topic}"
+    # positive control: a permitted message published after the forged one arrives, the forged one never does
+    assert not s1.publish("loa/v1/lx/c1/s1/status", b"control").is_failure
+    assert collector.wait_for(lambda: collector.received("loa/v1/lx/c1/s1/status") == [b"control"])
+    assert not collector.wait_for(lambda: collector.received(topic), timeout_s=QUIET_S)
+
+
+def test_station_receives_its_district_commune_and_own_topics_only(fleet):
+    sender = fleet.account("sender")
+    assert sender.connect()
+    s1 = fleet.station("s1")
+    assert s1.connect()
+    allowed = [
+        "loa/v1/lx/alert", "loa/v1/lx/schedule", "loa/v1/lx/c1/alert", "loa/v1/lx/c1/schedule",
+        "loa/v1/lx/c1/s1/alert", "loa/v1/lx/c1/s1/schedule", "loa/v1/lx/c1/s1/cmd",
+    ]
+    others = ["loa/v1/lx/c1/s2/cmd", "loa/v1/lx/c1/s2/alert", "loa/v1/lx/c2/alert", "loa/v1/lx/c2/s3/schedule"]
+    for t in allowed:
+        assert _granted(s1.subscribe(t)), t
+    # mosquitto 2.0's acl_file does not check subscriptions (SUBACK says granted): the ACL is enforced on
+    # delivery instead. Either way the station must never receive another station's messages.
+    refused = {t: not _granted(s1.subscribe(t)) for t in others}
+    s1.subscribe("loa/v1/lx/#")  # a wildcard must not widen what it receives either
+    s2 = fleet.station("s2")
+    assert s2.connect()
+    assert _granted(s2.subscribe("loa/v1/lx/c1/s2/cmd"))
+    for t in others + allowed:
+        assert not sender.publish(t, t.encode()).is_failure, t
+    for t in allowed:
+        assert s1.wait_for(lambda t=t: t.encode() in s1.received(t)), t
+    assert s2.wait_for(lambda: s2.received("loa/v1/lx/c1/s2/cmd"))  # control: the others' messages did flow
+    assert not s1.wait_for(lambda: any(s1.received(t) for t in others), timeout_s=QUIET_S)
+    for t, was_refused in refused.items():
+        if was_refused:  # a broker that checks subscriptions answers 0x87 in the SUBACK
+            assert True, t
+
+
+def test_sender_writes_alerts_and_cannot_forge_station_reports(fleet):
+    sender = fleet.account("sender")
+    assert sender.connect()
+    for t in ("loa/v1/lx/alert", "loa/v1/lx/c2/schedule", "loa/v1/lx/c2/s3/cmd"):
+        assert not sender.publish(t).is_failure, t
+    for t in ("loa/v1/lx/c1/s1/status", "loa/v1/lx/c1/s1/report", "loa/v1/other/alert"):
+        assert sender.publish(t).value == NOT_AUTHORIZED, t
+
+
+def test_collector_reads_the_district_with_a_shared_subscription_and_cannot_publish(fleet):
+    collector = fleet.account("collector")
+    assert collector.connect()
+    assert _granted(collector.subscribe("$share/collectors/loa/v1/lx/+/+/status"))
+    s3 = fleet.station("s3")
+    assert s3.connect()
+    assert not s3.publish("loa/v1/lx/c2/s3/status", b"online").is_failure
+    assert collector.wait_for(lambda: collector.received("loa/v1/lx/c2/s3/status") == [b"online"])
+    assert collector.publish("loa/v1/lx/alert").value == NOT_AUTHORIZED
+    assert collector.publish("loa/v1/lx/c2/s3/status").value == NOT_AUTHORIZED
+
+
+def test_client_without_a_district_certificate_is_refused(fleet, tmp_path):
+    # a certificate from another district's CA
+    other = tmp_path / "other"
+    assert cli("init-district", "--district", "lx", "--out", other) == 0
+    assert cli("station", "--district-dir", other, "--commune", "c1", "--station", "s1") == 0
+    tls = other / "stations/s1/tls"
+    impostor = fleet.client(tls / "station.crt", tls / "station.key", "s1")
+    assert not impostor.connect()
+
+
+def test_revoked_station_is_refused_and_loses_its_acl(fleet, district_dir):
+    assert fleet.station("s2").connect()
+    assert cli("revoke", "s2", "--district-dir", district_dir) == 0
+    fleet.restart()  # the admin re-runs broker-config and restarts mosquitto
+    conf = (fleet.workdir / "conf")
+    assert "crlfile" in (conf / "mosquitto.conf").read_text()
+    assert "user s2" not in (conf / "acl").read_text()
+    # the revoked station still has its key and certificate on its card; the broker refuses them
+    revoked = next((district_dir / "revoked").glob("s2-*")) / "tls"
+    assert not fleet.client(revoked / "station.crt", revoked / "station.key", "s2").connect()
+    assert "certificate verify failed" in fleet.mosq.log()  # it connected before the revocation
+    assert fleet.station("s1").connect()  # the others are unaffected
