@@ -87,11 +87,11 @@ class Mosquitto:
         return f"mqtt://127.0.0.1:{self.port}"
 
     def start(self, timeout_s: float = 10.0) -> Mosquitto:
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [self.exe, "-c", str(self.conf_path)], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-        )
-        log.close()
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [self.exe, "-c", str(self.conf_path)], stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
         _wait_listening(self.port, self.proc, timeout_s)
         return self
 

@@ -137,16 +137,16 @@ class Planner:
         return None
 
     def segments_between(self, t0: datetime, t1: datetime) -> list[Segment]:
-        """Segments (refused ones too) whose requested start is in (t0, t1], in order."""
+        """Segments (refused ones too) that start in (t0, t1], in order."""
         t0, t1 = t0.astimezone(self.tz), t1.astimezone(self.tz)
         if t1 <= t0:
             return []
         out = []
         d = t0.date() - timedelta(days=1)
         while d <= t1.date():
-            out.extend(s for s in self._day(d)[0] if t0 < s.requested_start <= t1)
+            out.extend(s for s in self._day(d)[0] if t0 < s.start <= t1)
             d += timedelta(days=1)
-        out.sort(key=lambda s: (s.requested_start, s.start))
+        out.sort(key=lambda s: (s.start, s.requested_start))
         return out
 
     # -- building a day ----------------------------------------------------------------------------
@@ -220,14 +220,14 @@ class Planner:
             if w is None:
                 day = WEEKDAYS[begin.weekday()]
                 what = "starts" if begin == c.start else "would start"
-                refuse(f"refused: {what} {_hm(begin)} on {day.capitalize()}, outside allowed windows "
+                refuse(f"{what} {_hm(begin)} on {day.capitalize()}, outside allowed windows "
                        f"{self.policy.describe_windows(day)}")
                 continue
 
             # session and daily caps, counted on the plan
             new_session = session_end is None or begin - session_end > gap
             if new_session and sessions >= self.policy.max_sessions_per_day:
-                refuse(f"refused: session cap, already {sessions} session(s) today "
+                refuse(f"session cap, already {sessions} session(s) today "
                        f"(max {self.policy.max_sessions_per_day})")
                 continue
             s_left = self.policy.max_session_minutes * 60 - (0.0 if new_session else session_used)
@@ -236,7 +236,7 @@ class Planner:
             if allowed < MIN_PLAY_S:
                 which = "session" if s_left <= d_left else "daily"
                 limit = self.policy.max_session_minutes if which == "session" else self.policy.max_minutes_per_day
-                refuse(f"refused: {which} limit of {limit:g} min reached")
+                refuse(f"{which} limit of {limit:g} min reached")
                 continue
             if allowed < planned:
                 which = "session" if s_left <= d_left else "daily"
@@ -246,7 +246,7 @@ class Planner:
             segs = self._fit_windows(c, p, occ, begin, allowed, w, reasons, req_end)
             played = sum(s.duration_s for s in segs)
             if played < MIN_PLAY_S:
-                refuse(f"refused: less than {MIN_PLAY_S:g} s left in the window")
+                refuse(f"less than {MIN_PLAY_S:g} s left in the window")
                 continue
             out.extend(segs)
             if new_session:
