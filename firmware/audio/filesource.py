@@ -109,6 +109,7 @@ class FileSource:
             self.close()
             raise SourceError(f"{self.path}: bad header ({self.in_rate} Hz, {self.channels} channels)")
         self._resampler = Resampled(self.in_rate, rate)
+        self._in_pos = 0
         if offset_s > 0:
             self.seek(offset_s)
         log.debug("opened %s (%s, %d Hz, %d ch)", self.path, self.format, self.in_rate, self.channels)
@@ -121,7 +122,7 @@ class FileSource:
             self._eof = True  # joined after the end: nothing left to play
             return
         try:
-            self._sf.seek(frame)
+            self._in_pos = self._sf.seek(frame)
         except (sf.LibsndfileError, RuntimeError) as e:
             # Some streams (MP3 without a seek table) cannot seek; decoding and discarding always works.
             log.debug("%s: seek failed (%s), skipping by decoding", self.path, e)
@@ -134,12 +135,26 @@ class FileSource:
         except (sf.LibsndfileError, RuntimeError, ValueError) as e:
             raise SourceError(f"decoding {self.path} failed at {self._sf_pos_s():.1f} s: {_reason(e)}") from e
         last = len(data) < self._chunk
+        self._in_pos += len(data)
+        if last:
+            self._check_complete()
         if len(data):
             self._buf.append(self._resampler.push(downmix(data), last=last))
         elif last:
             self._buf.append(self._resampler.push(np.zeros(0, dtype=np.float32), last=True))
         if last:
             self._eof = True
+
+    def _check_complete(self) -> None:
+        """A truncated or corrupt MP3 decodes "successfully" to fewer frames than its header promises; an
+        item that stops half-way must be reported failed, not completed."""
+        expected = self._sf.frames if self._sf is not None else 0
+        slack = max(int(0.01 * expected), int(0.2 * self.in_rate))  # MP3 encoder delay/padding, rounding
+        if 0 < expected < 2**62 and self._in_pos + slack < expected:
+            raise SourceError(
+                f"{self.path} is truncated or corrupt: decoding stopped at {self._in_pos / self.in_rate:.1f} s "
+                f"of {expected / self.in_rate:.1f} s"
+            )
 
     def _sf_pos_s(self) -> float:
         try:
