@@ -1,0 +1,10 @@
+from __future__ import annotations
+
+import pytest
+
+from tests.protocol.factory import Keys
+
+
+@pytest.fixture(scope="session")
+def keys() -> Keys:
+    return Keys()
