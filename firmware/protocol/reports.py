@@ -12,19 +12,19 @@ Topics (Protocol v1): `loa/v1/{district}/{commune}/{station}/{status|telemetry|r
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from datetime import date
 from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from firmware.protocol.topics import ID_RE
+
 SCHEMA_VERSION = 1
 MAX_REPORT_BYTES = 16 * 1024
 """A report larger than this is refused by the collector (and never built by a station)."""
 
-ID_RE = re.compile(r"^[a-z0-9-]{1,64}$")
-_ID = Annotated[str, Field(pattern=r"^[a-z0-9-]{1,64}$")]
+_ID = Annotated[str, Field(pattern=ID_RE.pattern)]
 _REPORT_ID = Annotated[str, Field(pattern=r"^[A-Za-z0-9._:-]{1,128}$")]
 _TEXT = Annotated[str, Field(max_length=500)]
 _SECONDS = Annotated[float, Field(ge=0, le=10 * 365 * 86400)]
@@ -43,7 +43,7 @@ class StationIds:
     def __post_init__(self) -> None:
         for name in ("district", "commune", "station"):
             if not ID_RE.match(getattr(self, name)):
-                raise ValueError(f"{name} id {getattr(self, name)!r} must match [a-z0-9-]+")
+                raise ValueError(f"{name} id {getattr(self, name)!r} must be lowercase letters, digits and '-' (1-63 chars)")
 
     def topic(self, kind: str) -> str:
         return f"loa/v1/{self.district}/{self.commune}/{self.station}/{kind}"
