@@ -169,7 +169,7 @@ def provision(district: District, p: StationParams, *, rotate: bool = False) -> 
                 f"station {p.station!r} already exists with different settings ({diff}); "
                 "use --rotate to re-issue it (new key and certificate; the old certificate is revoked)"
             )
-        return _refresh(district, p, final)
+        return refresh(district, p, final)
     with staging_dir(final) as tmp:
         key, cert = pki.issue_client(district.authority(), district.id, p.station, f"station {p.commune}")
         write_private(tmp / "tls/station.key", pki.key_pem(key))
@@ -184,7 +184,7 @@ def provision(district: District, p: StationParams, *, rotate: bool = False) -> 
     return CREATED
 
 
-def _refresh(district: District, p: StationParams, final: Path) -> str:
+def refresh(district: District, p: StationParams, final: Path) -> str:
     before = tree_snapshot(final)
     with staging_dir(final) as tmp:
         for rel in ("station.json", "tls/station.key", "tls/station.crt"):
