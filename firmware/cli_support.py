@@ -50,3 +50,6 @@ def run_main(prog: str, description: str, package: str, argv: Sequence[str] | No
         parser.exit(2, f"{prog}: error: {e}\n")
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `loa-station ... | head`: the reader left; not an error of ours
+        sys.stderr.close()
+        return 0

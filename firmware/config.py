@@ -12,20 +12,13 @@ import hashlib
 import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from firmware.core.policy import Policy
-
-ID_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62})$")
-
-
-def _check_id(v: str) -> str:
-    if not ID_RE.match(v):
-        raise ValueError(f'"{v}" is not a valid id: use lowercase letters, digits and "-" (at most 63)')
-    return v
+from firmware.core.validation import check_id, format_validation_error
 
 
 def _check_tz(v: str) -> str:
@@ -38,7 +31,7 @@ def _check_tz(v: str) -> str:
     return v
 
 
-Id = Annotated[str, AfterValidator(_check_id)]
+Id = Annotated[str, AfterValidator(check_id)]
 TimeZoneName = Annotated[str, AfterValidator(_check_tz)]
 
 
@@ -144,67 +137,6 @@ class ConfigError(Exception):
         self.source = source
         self.problems = problems
         super().__init__(f"{source}: {len(problems)} problem(s):\n" + "\n".join(f"  {p}" for p in problems))
-
-
-def _loc(loc: tuple) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            # pydantic adds union-member and validator names to the location; they mean nothing to users
-            if part.startswith(("function-", "tagged-union", "int", "str", "none", "float")) or "[" in part:
-                continue
-            out += f".{part}" if out else str(part)
-    return out or "(top level)"
-
-
-def format_validation_error(err: ValidationError, model: type[BaseModel] | None = None) -> list[str]:
-    problems = []
-    errors = err.errors()
-    for e in errors:
-        if e["type"] == "too_short" and any(
-            len(o["loc"]) > len(e["loc"]) and o["loc"][: len(e["loc"])] == e["loc"] for o in errors
-        ):
-            continue  # "0 items after validation" only because every item had its own error, shown below
-        where = _loc(e["loc"])
-        msg = e["msg"].removeprefix("Value error, ")
-        if e["type"] == "extra_forbidden":
-            msg = "unknown key"
-            parent_fields = _fields_at(model, e["loc"][:-1]) if model else []
-            close = difflib.get_close_matches(str(e["loc"][-1]), parent_fields, n=1)
-            if close:
-                msg += f' (did you mean "{close[0]}"?)'
-        elif e["type"] == "missing":
-            msg = "missing (required)"
-        else:
-            msg += f" (you wrote {e['input']!r})" if _shows_input(e) else ""
-        problems.append(f"{where}: {msg}")
-    # pydantic can report one bad value once per union member; keep the first of each
-    return list(dict.fromkeys(problems))
-
-
-def _shows_input(e: dict) -> bool:
-    inp = e.get("input")
-    return isinstance(inp, (int, float, str)) and not isinstance(inp, bool) and "you wrote" not in e["msg"] and (
-        str(inp) not in e["msg"]
-    )
-
-
-def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
-    current: Any = model
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        fields = getattr(current, "model_fields", None)
-        if not fields or part not in fields:
-            return []
-        ann = fields[part].annotation
-        args = getattr(ann, "__args__", None)
-        current = next((a for a in (args or (ann,)) if hasattr(a, "model_fields")), None)
-        if current is None:
-            return []
-    return list(getattr(current, "model_fields", {}))
 
 
 def parse_config_text(text: str, source: str = "<config>") -> StationConfig:

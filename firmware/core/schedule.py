@@ -11,13 +11,21 @@ import json
 from datetime import date
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from firmware.core import sources
 from firmware.core.policy import WEEKDAYS, Policy, StartTime, Weekday, fmt_hhmm
-from firmware.core.validation import format_validation_error
+from firmware.core.validation import check_id, format_validation_error
 
-ProgrammeId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
+ProgrammeId = Annotated[str, AfterValidator(check_id)]
 SHA256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 
 # espeak-ng speaks Vietnamese at roughly this many characters per second at its default rate; used only to

@@ -52,6 +52,7 @@ class _Playing:
     seg: Segment | None = None
     alert: Alert | None = None
     started_at: datetime | None = None
+    planned_end: datetime | None = None  # shifted with clock steps, like started_at
     joined_late_s: float = 0.0
     reasons: list[str] = field(default_factory=list)
 
@@ -97,6 +98,7 @@ class Station:
         self._high_water: datetime | None = None  # latest wall time ever seen
         self._quiet_until: datetime | None = None  # after a backward step: start nothing before this
         self._gap_reason = "station was off"
+        self._stop_reason: str | None = None  # why the plan moved under the current item (a clock step)
         self._started: set[str] = set()  # occurrences started at least once (later starts are resumes)
         self._finished: set[str] = set()  # occurrences that must not start again
         self._current: _Playing | None = None
@@ -167,6 +169,14 @@ class Station:
             self._gap_reason = "held: clock untrusted"
 
     def on_clock_stepped(self, ev: E.ClockStepped, now: datetime, out: list) -> None:
+        cur = self._current
+        if cur is not None:
+            # Keep "how long has it played" true in real time across the jump.
+            shift = timedelta(seconds=ev.delta_s)
+            cur.issued_at += shift
+            cur.started_at = cur.started_at + shift if cur.started_at else None
+            cur.planned_end = cur.planned_end + shift if cur.planned_end else None
+        self._stop_reason = f"clock stepped {'forward' if ev.delta_s > 0 else 'back'} {abs(ev.delta_s):.0f} s"
         if ev.delta_s > 0:
             self._gap_reason = f"clock stepped forward {ev.delta_s:.0f} s"
         elif self._high_water is not None and now < self._high_water:
@@ -189,7 +199,7 @@ class Station:
         if cur.seg is not None:
             # The player ended it (source exhausted, or cut at max_s): never start this occurrence again.
             self._finished.add(cur.seg.occurrence)
-            completed = completed or now >= cur.seg.occurrence_end - timedelta(seconds=JOIN_TOLERANCE_S)
+            completed = completed or self._planned_end_reached(cur, now)
         self._finish(cur, now, out, played_s=ev.played_s, completed=completed,
                      reason="" if completed else "stopped by the player")
 
@@ -297,6 +307,7 @@ class Station:
             self._follow_plan(now, out)
 
         self._account_passed(now, out)
+        self._stop_reason = None
         self._amplifier(now, out)
         self._update_state(out)
         self._deadline = self._compute_deadline(now)
@@ -323,10 +334,10 @@ class Station:
                 return
             if blocked:
                 why = blocked
-            elif cur.seg is not None and now >= cur.seg.occurrence_end:
+            elif self._planned_end_reached(cur, now):
                 why = "planned end"
             else:
-                why = "no longer in the plan"
+                why = self._stop_reason or "no longer in the plan"
             self._stop_current(now, out, why, completed_if_planned=True)
             cur = None
         if seg is None or blocked is not None or self._current is not None:
@@ -348,7 +359,8 @@ class Station:
         self._seq += 1
         p = seg.programme
         gain = self._programme_gain(seg)
-        play = _Playing(f"play-{self._seq}", "programme", p.id, p.title, p.level, gain, now, seg=seg)
+        play = _Playing(f"play-{self._seq}", "programme", p.id, p.title, p.level, gain, now, seg=seg,
+                        planned_end=seg.occurrence_end)
         play.reasons.extend(seg.reasons)
         offset = seg.offset_s + max(0.0, late)
         if resume:
@@ -362,6 +374,10 @@ class Station:
             C.Play(play.play_id, "programme", p.id, p.source.spec(), gain, seg.cap_db, offset_s=offset,
                    max_s=(seg.occurrence_end - now).total_seconds(), fade_s=self.settings.fade_s)
         )
+
+    @staticmethod
+    def _planned_end_reached(cur: _Playing, now: datetime) -> bool:
+        return cur.planned_end is not None and now >= cur.planned_end - timedelta(seconds=JOIN_TOLERANCE_S)
 
     def _programme_gain(self, seg: Segment) -> float:
         return min(seg.programme.gain_db + self.gain_offset_db, seg.cap_db)
@@ -438,7 +454,7 @@ class Station:
         if cur is None:
             return
         out.append(C.Stop(cur.play_id, reason, self.settings.fade_s))
-        completed = completed_if_planned and cur.seg is not None and now >= cur.seg.occurrence_end
+        completed = completed_if_planned and self._planned_end_reached(cur, now)
         self._finish(cur, now, out, played_s=None, completed=completed, reason=reason, ack=ack_alert_done)
 
     def _finish(self, cur: _Playing, now: datetime, out: list, *, played_s: float | None, completed: bool,
@@ -471,7 +487,7 @@ class Station:
             if failed:
                 out.append(C.Ack(a.id, "failed", failed))
             elif completed:
-                out.append(C.Ack(a.id, "done"))
+                out.append(C.Ack(a.id, "done", "expired" if now >= a.expires else ""))
             elif ack:
                 out.append(C.Ack(a.id, "done", ack))
             if (completed or failed) and self._alert is a:

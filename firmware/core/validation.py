@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 import difflib
+import re
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
+
+ID_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62})$")
+
+
+def check_id(v: str) -> str:
+    """Ids go into MQTT topics and file names: lowercase letters, digits and '-'."""
+    if not ID_RE.match(v):
+        raise ValueError(f'"{v}" is not a valid id: use lowercase letters, digits and "-" (at most 63)')
+    return v
 
 
 def _loc(loc: tuple) -> str:
