@@ -38,7 +38,12 @@ def test_corpus_has_at_least_fifty_cases_with_known_codes():
 
 def test_the_valid_message_the_corpus_is_built_from_is_accepted():
     result = verify_alert(
-        signed(KEYS.district), COMMUNE_TOPIC, trusted_keys=KEYS.trusted, seen=set(), now=NOW, clock_trusted=True
+        signed(KEYS.district),
+        COMMUNE_TOPIC,
+        trusted_keys=KEYS.trusted,
+        seen=set(),
+        now=NOW,
+        clock_trusted=True,
     )
     assert not isinstance(result, Rejection), result
 
