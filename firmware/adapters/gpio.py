@@ -93,24 +93,32 @@ class AmplifierRelay:
             self._switch_off()
             self._cond.notify_all()
 
+    def wait_state(self, on: bool, timeout_s: float) -> bool:
+        """Block until the relay is on (or off); False on timeout. For the self-test and for tests."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self.is_on == on, timeout_s)
+
     def close(self) -> None:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
         self._thread.join(5.0)
-        self._switch_off()
+        with self._cond:
+            self._switch_off()
         self._dev.close()
 
     def _switch_on(self) -> None:
         if self._on_at is None:
             self._dev.on()
             self._on_at = time.monotonic()
+            self._cond.notify_all()
             log.info("amplifier on (warm-up %.1f s)", self.warmup_s)
 
     def _switch_off(self) -> None:
         if self._on_at is not None:
             self._dev.off()
             self._on_at = None
+            self._cond.notify_all()
             log.info("amplifier off")
 
     def _hang_loop(self) -> None:
