@@ -67,6 +67,8 @@ class Amplifier(Protocol):
 
     MUST: `on()`/`off()` are idempotent; `ready_in()` returns the seconds left before the warm-up is over
     (0 when on and warm, > 0 while warming, and it switches the relay on if it was off).
+    MAY: `release()` (the player calls it when it goes idle): switch off after an idle hang time unless used
+    again meanwhile.
     """
 
     def on(self) -> None: ...
