@@ -192,5 +192,9 @@ def load_trust_anchors(*paths: str | os.PathLike) -> dict[str, TrustAnchor]:
         for kid, anchor in found.items():
             if kid in merged and merged[kid].raw() != anchor.raw():
                 raise KeyFileError(f"trust anchors {p}: kid {kid} already defined with another key")
+            if kid in merged and anchor.district is None:
+                continue  # the same key again without a restriction: the restricted form stays (stricter)
+            if kid in merged and merged[kid].district not in (None, anchor.district):
+                raise KeyFileError(f"trust anchors {p}: kid {kid} restricted to two districts")
             merged[kid] = anchor
     return merged
