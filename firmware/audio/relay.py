@@ -431,6 +431,7 @@ class _FfmpegInput(_Input):
                 np.clip(chunk, -1.0, 1.0, out=chunk)
                 self.pcm_frames += len(chunk)
                 self.last_pcm = self._monotonic()
+                self.bytes_at_last_pcm = getattr(self, "bytes_in", 0)
                 if not self._pcm.put(chunk):
                     return
 
@@ -500,6 +501,8 @@ class _StreamInput(_FfmpegInput):
         super().__init__(url, rate, timings, monotonic)
         self.url = url
         self.bytes_in = 0
+        self.bytes_at_last_pcm = 0
+        self.first_byte: float | None = None
         self.last_byte = self.started
         self._ssl = ssl_context
         self._http: _HttpStream | None = None
@@ -510,8 +513,14 @@ class _StreamInput(_FfmpegInput):
             return self._failed
         if now - self.last_byte > self.timings.stall_s:
             return f"stalled: no data for {now - self.last_byte:.1f} s"
-        if self.bytes_in and now - self.last_pcm > self.timings.stall_s:
-            return f"undecodable: {self.bytes_in} bytes received, no audio decoded for {now - self.last_pcm:.1f} s"
+        if self.first_byte is None:
+            return None
+        # Counted from the first byte (connecting is not decoding), and only once a few KiB went in: a
+        # low-bitrate Ogg stream legitimately delivers its audio a page (a second or two) at a time.
+        quiet = now - max(self.last_pcm, self.first_byte)
+        unheard = self.bytes_in - self.bytes_at_last_pcm
+        if quiet > self.timings.stall_s and unheard >= 4096:
+            return f"undecodable: {unheard} bytes received, no audio decoded for {quiet:.1f} s"
         return None
 
     def _feed(self) -> None:
@@ -524,8 +533,9 @@ class _StreamInput(_FfmpegInput):
                 self.fail(f"not audio: Content-Type {ctype!r}")
                 return
             fmt = _FORMATS.get(ctype)
-            args = ["-probesize", "32768", "-analyzeduration", "0"]
-            args += ["-f", fmt] if fmt else []
+            # Small probes: ffmpeg otherwise reads 32 KiB (seconds of a 3G stream) before the first sample.
+            args = ["-analyzeduration", "0", "-probesize", "32", "-f", fmt] if fmt else [
+                "-analyzeduration", "0", "-probesize", "4096"]
             if not self._spawn([*args, "-i", "pipe:0"], stdin=subprocess.PIPE):
                 return
             data = first
@@ -533,6 +543,8 @@ class _StreamInput(_FfmpegInput):
                 if data:
                     self.bytes_in += len(data)
                     self.last_byte = self._monotonic()
+                    if self.first_byte is None:
+                        self.first_byte = self.last_byte
                     self._proc.stdin.write(data)
                     self._proc.stdin.flush()
                 data = http.recv(self.timings.poll_s)

@@ -37,6 +37,7 @@ class FaultServer:
     def __init__(self) -> None:
         self.routes: dict[str, Route] = {}
         self.requests: list[tuple[str, str | None]] = []
+        self.request_times: list[tuple[str, float]] = []  # (path, time.monotonic())
         self.release = threading.Event()  # ends every stall and stream when the test is over
         server = self
 
@@ -83,6 +84,7 @@ class FaultServer:
     def _handle(self, h: BaseHTTPRequestHandler) -> None:
         rng = h.headers.get("Range")
         self.requests.append((h.path, rng))
+        self.request_times.append((h.path, time.monotonic()))
         route = self.routes.get(h.path)
         if route is None:
             h.send_error(404)
