@@ -132,6 +132,9 @@ def write_broker_config(district: District, out: Path, opts: BrokerOptions) -> l
     """Write mosquitto.conf, acl, certificates (and crl.pem, acl-local) into `out`, replacing it whole."""
     out = Path(out)
     conf_dir = opts.conf_dir or str(out.resolve())
+    if district.revoked():
+        # Re-sign so the CRL is fresh: OpenSSL refuses every client once a CRL's nextUpdate has passed.
+        district.write_crl()
     has_crl = district.crl_path.exists()
     with staging_dir(out) as tmp:
         tmp.chmod(0o755)  # mosquitto drops to its own user after start; it must reach the ACL and certificates

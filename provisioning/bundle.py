@@ -134,8 +134,8 @@ def build_bundle(
         write_file(b / "firstboot.sh", (DATA / "firstboot.sh").read_text(), 0o755)
         if ssh_keys:
             write_file(b / "ssh/authorized_keys", ssh_keys)
+        (b / "dist").mkdir()
         wheel_path = Path(shutil.copy2(wheel, b / "dist" / Path(wheel).name)) if wheel else build_wheel(b / "dist")
-        (b / "dist").mkdir(exist_ok=True)
         bundle_id = hashlib.sha256(
             b"".join(p.read_bytes() for p in sorted(b.rglob("*")) if p.is_file())
         ).hexdigest()[:16]

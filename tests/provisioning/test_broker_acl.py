@@ -134,3 +134,38 @@ def test_revoked_station_is_refused_and_loses_its_acl(fleet, district_dir):
     assert not fleet.client(revoked / "station.crt", revoked / "station.key", "s2").connect()
     assert "certificate verify failed" in fleet.mosq.log()  # it connected before the revocation
     assert fleet.station("s1").connect()  # the others are unaffected
+
+
+def test_local_listener_lets_loopback_tools_watch_but_not_publish(district_dir, tmp_path):
+    import threading
+
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from simulator.broker import Mosquitto, free_port
+
+    tls_port, local_port = free_port(), free_port()
+    conf = tmp_path / "conf"
+    assert cli("broker-config", "--district-dir", district_dir, "--out", conf, "--port", tls_port,
+               "--bind", "127.0.0.1", "--local-port", local_port, "--persistence-dir", f"{tmp_path}/",
+               "--log-dest", "stderr") == 0
+    text = (conf / "mosquitto.conf").read_text()
+    assert f"listener {local_port} 127.0.0.1" in text
+    # run it as root so it can read the pytest tmp dir; the listener rules are what is under test
+    with Mosquitto(port=local_port, conf_text=text + "user root\n", workdir=tmp_path / "run"):
+        done = threading.Event()
+        acks = {}
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="local-tool", protocol=mqtt.MQTTv5)
+        c.on_connect = lambda *a: done.set()
+        c.on_publish = lambda client, u, mid, rc, p: (acks.__setitem__(mid, rc), done.set())
+        c.connect("127.0.0.1", local_port)
+        c.loop_start()
+        try:
+            assert done.wait(5)
+            done.clear()
+            info = c.publish("loa/v1/lx/alert", b"x", qos=1)
+            assert done.wait(5)
+            assert acks[info.mid].value == NOT_AUTHORIZED
+        finally:
+            c.disconnect()
+            c.loop_stop()
