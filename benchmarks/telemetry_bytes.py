@@ -6,17 +6,17 @@ How it is measured. A byte-counting TCP proxy sits between a real station link (
 with the `Reporter`) and a private mosquitto; it counts every byte of MQTT in both directions (fixed
 headers, variable headers, properties, payloads; not TCP/IP or TLS overhead, which depend on the carrier).
 
-How time is accelerated. A day of defaults is: a PINGREQ/PINGRESP pair per idle keepalive (55 s), telemetry
+How time is accelerated. A day of defaults is: a PINGREQ/PINGRESP pair per idle keepalive (50 s), telemetry
 every 300 s (each with its PUBACK), a day's play log and one daily report, the birth message. Running all of
-it for a real day is pointless, so the timers are divided by `--speed` (keepalive 55 s -> 55/speed s,
+it for a real day is pointless, so the timers are divided by `--speed` (keepalive 50 s -> 50/speed s,
 telemetry 300 s -> 300/speed s) and we run `--minutes` of real time. Every periodic message keeps its exact
 size (sizes do not depend on the interval), so bytes per real minute x speed x 1440 = bytes per day of the
 periodic traffic. The per-day one-offs (the connect/birth, a typical play log of 8 programmes + 1 alert, the
 daily report) are sent once during the run and counted at their real size, not scaled. Keepalive is at least
-1 s (MQTT's unit), so speeds above 55 measure telemetry faster but pings are extrapolated from their fixed
+1 s (MQTT's unit), so speeds above 50 measure telemetry faster but pings are extrapolated from their fixed
 4 bytes per interval; the printout says which.
 
-Offline detection is checked on the side: the keepalive in use gives a Will at 1.5 x 55 = 82.5 s <= 90 s.
+Offline detection is checked on the side: keepalive 50 s gives the Will at most 1.5 x 50 + 7 s (mosquitto's\nkeepalive sweep) = 82 s after the last packet, <= 90 s.
 
 `CountingProxy` is also used by the link tests to black-hole a connection (`freeze()`): the broker then sees
 silence, exactly like a station whose power or 3G link died, and publishes the Will after 1.5 x keepalive.
@@ -307,7 +307,7 @@ def wait_empty(outbox, timeout_s: float = 20.0) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--minutes", type=float, default=3.0, help="real minutes of periodic traffic (default 3)")
-    p.add_argument("--speed", type=float, default=55.0, help="time acceleration (default 55: keepalive 1 s)")
+    p.add_argument("--speed", type=float, default=50.0, help="time acceleration (default 50: keepalive 1 s)")
     args = p.parse_args(argv)
     r = measure(args.minutes, args.speed)
     kb = r["bytes_per_day"] / 1024

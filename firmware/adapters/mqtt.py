@@ -5,11 +5,13 @@ What the broker sees of a station:
   the messages queued for them survive the short outages of a 3G link;
 - a Will: retained `.../status` `{"state": "offline", ...}`, published by the broker when the station vanishes;
 - a birth message on every connect: retained `.../status` `{"state": "online", fw, boot_id, config_hash, since}`;
-- keepalive `DEFAULT_KEEPALIVE_S` = 55 s. The arithmetic: MQTT 5 §3.1.2.10 lets the broker close a client that
-  sent nothing for 1.5 x keepalive, and mosquitto then publishes the Will at once (Will delay 0). A station
-  whose power or link dies is therefore shown offline after at most 1.5 x 55 = 82.5 s (+ the broker's ~1 s
-  check granularity), inside the 90 s promise. 60 s would land exactly on 90 s with no margin. The price is one
-  PINGREQ/PINGRESP pair (2 + 2 bytes of MQTT) per idle keepalive: about 6 KB a day.
+- keepalive `DEFAULT_KEEPALIVE_S` = 50 s. The arithmetic: MQTT 5 §3.1.2.10 lets the broker close a client it has
+  heard nothing from for 1.5 x keepalive, and mosquitto then publishes the Will at once (Will delay 0). So a
+  station whose power or 3G link dies is declared dead 1.5 x 50 = 75 s after its last packet. mosquitto 2.0.11
+  (Debian's) only sweeps keepalives every ~6 s and counts in whole seconds, which adds up to 7 s (measured:
+  the Will came 1.5 x keepalive + 3..5 s late in `tests/adapters/test_mqtt_link.py`): at most 82 s, inside
+  the 90 s promise. 60 s would give 90 + 7 s and miss it; 55 s would leave 0.5 s of margin. The price of 50 s
+  is one PINGREQ/PINGRESP pair (2 + 2 bytes of MQTT) per idle keepalive: about 7 KB a day.
 
 Loops. A station uses its own paho network thread (`loop_start`). The fleet simulator runs hundreds of links
 on one thread: pass `loop=SharedLoop()` and every link registers its socket with one selector; the shared
@@ -43,15 +45,17 @@ from firmware.protocol.reports import StationIds, Status, encode
 
 log = logging.getLogger(__name__)
 
-DEFAULT_KEEPALIVE_S = 55
+DEFAULT_KEEPALIVE_S = 50
+BROKER_SWEEP_S = 7.0  # mosquitto 2.0.x checks keepalives every ~6 s, in whole seconds
 DEFAULT_SESSION_EXPIRY_S = 86400
 DEFAULT_RECONNECT_MIN_S = 1.0
 DEFAULT_RECONNECT_MAX_S = 120.0
 
 
-def offline_within_s(keepalive_s: float) -> float:
-    """How long the broker may take to declare a silent client dead: 1.5 x keepalive (MQTT 5 §3.1.2.10)."""
-    return 1.5 * keepalive_s
+def offline_within_s(keepalive_s: float, broker_sweep_s: float = BROKER_SWEEP_S) -> float:
+    """The longest a dead station stays `online` at the district: 1.5 x keepalive (MQTT 5 §3.1.2.10) plus
+    the broker's keepalive sweep granularity."""
+    return 1.5 * keepalive_s + broker_sweep_s
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +139,7 @@ class MqttLink:
         self._lock = threading.Lock()
         self._pending: dict[int, Callable[[bool], None] | None] = {}  # mid -> on_done, waiting for PUBACK
         self._early: dict[int, bool] = {}  # PUBACKs that arrived before publish() recorded the mid
-        self._driver: _OwnThread | SharedLoop = loop or _OwnThread()
+        self._driver: _OwnThread | SharedLoop = loop if loop is not None else _OwnThread()
 
         c = paho.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
