@@ -53,11 +53,11 @@ def parse_range(header: str, size: int) -> tuple[int, int] | None | str:
             return "416"
         return (max(0, size - n), size - 1) if size else "416"
     first = int(m.group(1))
-    last = int(m.group(2)) if m.group(2) else size - 1
-    if last < first:
-        return None
+    if m.group(2) and int(m.group(2)) < first:
+        return None  # invalid: ignored
     if first >= size:
         return "416"
+    last = int(m.group(2)) if m.group(2) else size - 1
     return first, min(last, size - 1)
 
 
