@@ -220,7 +220,7 @@ class Player:
         if not item.started and not self._warm_up():
             return  # a command arrived during the warm-up: apply it first
         try:
-            block = self._read(item)
+            block, bound = self._read(item)
         except SourceError as e:
             self._fail(item, str(e))
             return
@@ -231,7 +231,7 @@ class Player:
         if len(block) == 0:
             self._end(item, completed=not item.fading)
             return
-        out = item.chain.process(block)
+        out = item.chain.process(block, bound)
         self._busy_since = time.monotonic()
         try:
             self.sink.write(out)
@@ -272,7 +272,8 @@ class Player:
             self._busy_since = None
         return True
 
-    def _read(self, item: _Item) -> np.ndarray:
+    def _read(self, item: _Item) -> tuple[np.ndarray, float | None]:
+        """The next block, and the source's bound of its peak when it came from one read (see dsp.Chain)."""
         want = self.block_frames
         if item.limit is not None:
             left = item.limit - item.frames
@@ -283,12 +284,12 @@ class Player:
                 item.fading = True
                 item.chain.fade_out(max(left, 1) / self.rate)
         if want == 0:
-            return np.zeros(0, dtype=np.float32)
+            return np.zeros(0, dtype=np.float32), None
         self._busy_since = time.monotonic()
         try:
             first = item.source.read(want)
             if len(first) == want or len(first) == 0:
-                return first
+                return first, getattr(item.source, "peak_bound", None)
             # Sources may return short reads (resampler edges); fill the block so the sink gets full blocks.
             parts, got = [first], len(first)
             while got < want:
@@ -297,7 +298,7 @@ class Player:
                     break
                 parts.append(more)
                 got += len(more)
-            return np.concatenate(parts)
+            return np.concatenate(parts), None
         finally:
             self._busy_since = None
 

@@ -86,6 +86,10 @@ class SpeechSource:
             raise SourceError(f"espeak-ng output is {channels} ch / {bits} bit, expected mono 16-bit")
         return in_rate
 
+    @property
+    def peak_bound(self) -> float:
+        return self._buf.peak
+
     def read(self, frames: int) -> np.ndarray:
         while len(self._buf) < frames and not self._eof:
             data = self._proc.stdout.read(CHUNK_BYTES) if self._proc.stdout else b""
