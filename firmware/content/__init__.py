@@ -4,7 +4,8 @@ resume, and a prefetch worker that keeps everything due in the next hours on dis
     cache = ContentCache(state_dir / "content", quota_bytes=2 * 1024**3)
     fetcher = Fetcher(cache)
     prefetch = Prefetcher(cache, fetcher, now=clock.wall, on_status=...)
-    prefetch.start(); prefetch.set_needs([Need(url, sha256, size, due), ...])
+    prefetch.start()
+    prefetch.set_needs(needs_from_segments(plan.segments_between(now - keep_past, now + horizon)))
     resolve = prefetch.resolve          # FileSpec -> str | None, for firmware.audio.sources
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 from firmware.content.cache import CacheError, ContentCache, HashMismatch, is_sha256
 from firmware.content.fetch import Fetcher, FetchError, FetchPolicy
-from firmware.content.prefetch import MissingContent, Need, Prefetcher
+from firmware.content.prefetch import MissingContent, Need, Prefetcher, needs_from_segments
 
 __all__ = [
     "CacheError",
@@ -25,4 +26,5 @@ __all__ = [
     "MissingContent",
     "Need",
     "Prefetcher",
+    "needs_from_segments",
 ]

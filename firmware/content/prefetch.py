@@ -280,6 +280,23 @@ class Prefetcher:
             log.exception("on_status callback failed for %s %s", sha256, state)
 
 
+def needs_from_segments(segments: Iterable[object]) -> list[Need]:
+    """The files a plan will play: one `Need` per segment whose programme's source has a url and sha256.
+
+    Takes `firmware.core.planner.Segment`s (duck-typed: `.programme.source.url/.sha256/.size`, `.start`,
+    `.refused`), e.g. `plan.segments_between(now - keep_past, now + horizon)`. Refused segments are skipped.
+    """
+    out = []
+    for seg in segments:
+        if getattr(seg, "refused", False):
+            continue
+        src = getattr(getattr(seg, "programme", None), "source", None)
+        url, sha = getattr(src, "url", None), getattr(src, "sha256", None)
+        if url and sha:
+            out.append(Need(url, sha, getattr(src, "size", None), seg.start))
+    return out
+
+
 def _problem(need: object) -> str | None:
     if not isinstance(need, Need):
         return f"not a Need: {type(need).__name__}"

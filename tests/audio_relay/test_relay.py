@@ -251,3 +251,49 @@ def _wait(pred, timeout, event: threading.Event) -> bool:
             return False
         event.wait(0.05)
     return True
+
+
+def test_redirected_stream_is_followed(server, media, relay, switches):
+    add_stream(server, "real", media["mp3"])
+    server.add("short-link", redirect="/real")
+    src = relay([server.url("short-link")])
+    with Player(src) as player:
+        player.wait_for_freq(440)
+    assert len(switches.calls) == 1
+
+
+def test_shoutcast_icy_status_line_is_accepted(media, relay):
+    """SHOUTcast v1 answers `ICY 200 OK`, which many HTTP clients reject."""
+    import socket
+
+    stop = threading.Event()
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(1)
+    lsock.settimeout(5)
+
+    def serve():
+        conn, _ = lsock.accept()
+        with conn:
+            conn.recv(4096)
+            conn.sendall(b"ICY 200 OK\r\nicy-name: Dai tinh\r\ncontent-type: audio/mpeg\r\n\r\n")
+            data = media["mp3"]
+            for i in range(0, len(data), 2000):
+                if stop.wait(2000 / 12_000):
+                    return
+                try:
+                    conn.sendall(data[i : i + 2000])
+                except OSError:
+                    return
+
+    t = threading.Thread(target=serve, name="test-icy", daemon=True)
+    t.start()
+    try:
+        src = relay([f"http://127.0.0.1:{lsock.getsockname()[1]}/stream"])
+        with Player(src) as player:
+            player.wait_for_freq(440)
+        src.close()
+    finally:
+        stop.set()
+        t.join(5)
+        lsock.close()

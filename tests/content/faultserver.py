@@ -4,7 +4,7 @@ Each route is a `Route` whose fields can be changed while the server runs (a str
 back). Files: `status` (404...), `cut_after` (close after N body bytes, for the first `cut_times` requests),
 `stall_after` (send N bytes then hang until the test ends), `ignore_range` (always 200), `body` (the bytes
 served, which may be wrong on purpose). Streams: `stream` (an iterator factory giving chunks forever),
-`bytes_per_s` (pacing), `content_type`. Every request is recorded in `server.requests` as (path, Range).
+`bytes_per_s` (pacing), `content_type`, `redirect` (a 302 to that URL). Every request is recorded in `server.requests` as (path, Range).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ class Route:
     ignore_range: bool = False
     stream: Callable[[], Iterator[bytes]] | None = None
     bytes_per_s: float | None = None
+    redirect: str | None = None
     hits: int = 0
 
 
@@ -90,6 +91,12 @@ class FaultServer:
             h.send_error(404)
             return
         route.hits += 1
+        if route.redirect is not None:
+            h.send_response(302)
+            h.send_header("Location", route.redirect)
+            h.send_header("Content-Length", "0")
+            h.end_headers()
+            return
         if route.status != 200:
             h.send_error(route.status)
             return

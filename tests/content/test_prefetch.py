@@ -184,3 +184,25 @@ def test_a_raising_status_callback_does_not_kill_the_worker(server, cache):
         assert done.wait(10)
     finally:
         p.stop()
+
+
+def test_needs_come_from_the_plan_of_the_next_hours():
+    from firmware.content import needs_from_segments
+    from firmware.core.planner import Planner
+    from tests.core.helpers import at, policy, prog, schedule
+
+    sha = "c" * 64
+    doc = schedule(
+        prog("tin-sang", "06:00", source={"type": "file", "url": "http://d/x.mp3", "sha256": sha, "size": 10,
+                                          "duration_s": 600}),
+        prog("nhac", "17:30"),  # a local file: nothing to fetch
+        prog("dem", "23:00", source={"type": "file", "url": "http://d/y.mp3", "sha256": "d" * 64,
+                                     "duration_s": 60}),  # outside the allowed windows: refused
+    )
+    plan = Planner(doc, policy(("05:30", "07:00", -6), ("17:00", "19:00", -12)), TZ)
+    now = at(2026, 3, 2, 5, 0)
+    needs = needs_from_segments(plan.segments_between(now, now + timedelta(hours=48)))
+    assert [(n.sha256, n.size, n.due) for n in needs] == [
+        (sha, 10, at(2026, 3, 2, 6, 0)),
+        (sha, 10, at(2026, 3, 3, 6, 0)),
+    ]
