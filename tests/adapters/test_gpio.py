@@ -14,6 +14,7 @@ from firmware.audio.player import Player
 from firmware.core.commands import Play
 from firmware.core.events import PlaybackEnded, PlaybackStarted
 from firmware.core.sources import ToneSpec
+from simulator.gpio import SimulatedGpio
 from simulator.sinks import RecordingSink
 
 RATE = 48000
@@ -209,7 +210,7 @@ def test_showing_the_same_pattern_again_does_not_restart_it(factory, closing):
 
 
 def test_every_pattern_is_distinct_and_unknown_ones_are_named(factory, closing):
-    timings = [t for t in LED_PATTERNS.values()]
+    timings = list(LED_PATTERNS.values())
     assert len(set(timings)) == len(timings) == 6
     led = StatusLed(LED_PIN, pin_factory=factory)
     closing(led)
@@ -276,3 +277,31 @@ def test_mains_sense_reports_backup_power(factory, closing):
     with changed:
         assert changed.wait_for(lambda: len(seen) == 2, 1.0)
     assert seen == [True, False] and not mains.on_backup
+
+
+def test_the_simulated_station_gpio_has_the_real_devices_and_test_verbs():
+    pressed = []
+    changed = threading.Condition()
+
+    def note(what):
+        with changed:
+            pressed.append(what)
+            changed.notify_all()
+
+    gpio = SimulatedGpio(
+        on_short=lambda: note("short"),
+        on_long=lambda: note("long"),
+        on_mains=note,
+        long_press_s=0.1,
+        warmup_s=0,
+    )
+    try:
+        gpio.press()
+        gpio.press(long=True)
+        gpio.mains(on_backup=True)
+        with changed:
+            assert changed.wait_for(lambda: len(pressed) == 3, 2.0)
+        assert pressed == ["short", "long", True]
+        assert gpio.amplifier.ready_in() == 0 and gpio.amp_pin.state
+    finally:
+        gpio.close()
