@@ -353,3 +353,36 @@ def test_watch_ignores_acks_of_other_alerts_and_stations_outside_the_scope(broke
     send_acks(broker.url, "a1", [("hoa-vang/hoa-bac/tram-01", "done", "")])
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, out
+
+
+def test_actual_alert_confirmation_on_a_real_terminal_refuses_a_wrong_scope(broker, key):
+    """The officer's side for real: the CLI in its own process, reading a pseudo-terminal."""
+    import pty
+
+    publish_statuses(broker.url, {"hoa-vang/hoa-bac/tram-01": "online"})
+    leader, follower = pty.openpty()
+    cmd = [
+        sys.executable,
+        "-m",
+        "district.cli",
+        *alert_args(broker, key, "--status", "actual", "--text", "Lũ"),
+    ]
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, stdin=follower, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    os.close(follower)
+    try:
+        # Answer once the summary is out (the prompt itself has no newline to read up to).
+        seen = ""
+        while not seen.endswith(("  text: Lũ\n",)):
+            line = proc.stderr.readline()
+            assert line, seen
+            seen += line
+        os.write(leader, b"hoa-vang\n")  # the district, not the commune: a wider scope than intended
+        out, err = proc.communicate(timeout=30)
+    finally:
+        os.close(leader)
+    assert proc.returncode == 1, err
+    assert "1 stations known in scope, 1 online" in seen
+    assert "aborted" in err and out == ""
+    assert retained(broker.url, COMMUNE_ALERT) == []
