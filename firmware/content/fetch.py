@@ -59,7 +59,7 @@ class FetchPolicy:
 
 
 class FetchError(Exception):
-    """A download failed. `kind`: http, network, stalled, size, hash, disk_full, quota, bad_input, stopped."""
+    """A download failed. `kind`: http, network, tls, stalled, size, hash, disk_full, quota, bad_input, stopped."""
 
     def __init__(self, url: str, kind: str, reason: str, *, retryable: bool):
         super().__init__(f"{url}: {reason}")
@@ -179,6 +179,10 @@ class Fetcher:
             retryable = e.code in (408, 425, 429) or e.code >= 500
             raise FetchError(url, "http", f"HTTP {e.code} {e.reason}", retryable=retryable) from e
         except urllib.error.URLError as e:
+            if isinstance(e.reason, ssl.SSLCertVerificationError):
+                # A wrong or unknown certificate does not heal in seconds: report it, do not hammer.
+                raise FetchError(url, "tls", f"TLS certificate refused: {e.reason.verify_message}",
+                                 retryable=False) from e
             raise FetchError(url, "network", f"cannot connect: {e.reason}", retryable=True) from e
         except TimeoutError as e:
             raise FetchError(url, "stalled", f"no answer within {self.policy.socket_timeout_s} s", retryable=True) from e

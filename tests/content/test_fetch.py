@@ -211,3 +211,57 @@ def test_disk_full_with_only_needed_content_is_reported_without_crash(server, sm
     assert e.value.kind == "disk_full" and not e.value.retryable
     assert cache.path_for(sha_kept).read_bytes() == kept  # needed content survived
     assert sha_big not in cache and not cache.partial_path(sha_big).exists()
+
+
+@pytest.fixture
+def tls_server(tmp_path):
+    """The district server behind TLS with a fresh self-signed certificate for 127.0.0.1."""
+    import datetime as dt
+    import ipaddress
+    import ssl
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "loa test content")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=1))
+        .not_valid_after(now + dt.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_pem = tmp_path / "cert.pem"
+    key_pem = tmp_path / "key.pem"
+    cert_pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_pem.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(cert_pem, key_pem)
+    data, sha = payload(30_000)
+    (tmp_path / "srv").mkdir()
+    (tmp_path / "srv" / f"{sha}.mp3").write_bytes(data)
+    srv = ContentServer(tmp_path / "srv", port=0)
+    srv.httpd.socket = server_ctx.wrap_socket(srv.httpd.socket, server_side=True)
+    with srv:
+        yield f"https://127.0.0.1:{srv.port}/{sha}.mp3", data, sha, ssl.create_default_context(cafile=cert_pem)
+
+
+def test_https_with_the_district_ca_resumes_and_verifies(tls_server, cache):
+    url, data, sha, district_ctx = tls_server
+    cache.partial_path(sha).write_bytes(data[:10_000])
+    path = Fetcher(cache, FAST, ssl_context=district_ctx).fetch(url, sha, len(data))
+    assert path.read_bytes() == data
+
+
+def test_unknown_tls_certificate_is_refused_once_not_hammered(tls_server, cache, retries):
+    url, data, sha, _ = tls_server
+    with pytest.raises(FetchError, match="TLS certificate refused") as e:
+        Fetcher(cache, FAST, on_retry=lambda e, d: retries.append(e)).fetch(url, sha, len(data))
+    assert e.value.kind == "tls" and not e.value.retryable
+    assert retries == [] and sha not in cache
