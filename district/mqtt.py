@@ -137,6 +137,7 @@ class DistrictClient:
         self._connected = False
         self._connect_error: str | None = None
         self._acks: dict[int, tuple[bool, str]] = {}  # mid -> (ok, reason), for PUBACK and SUBACK
+        self._renewals: set[int] = set()  # SUBACK mids of subscriptions renewed after a reconnect
         self._subscriptions: list[tuple[str, int, Callable[[Message], None]]] = []
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
@@ -253,7 +254,9 @@ class DistrictClient:
                 self._cond.notify_all()
             if self._subscriptions:
                 # A reconnect: renew the subscriptions (the session started clean).
-                client.subscribe([(t, SubscribeOptions(qos=q)) for t, q, _ in self._subscriptions])
+                _, mid = client.subscribe([(t, SubscribeOptions(qos=q)) for t, q, _ in self._subscriptions])
+                with self._cond:
+                    self._renewals.add(mid)
         except Exception:
             log.exception("on_connect failed")
 
@@ -288,6 +291,11 @@ class DistrictClient:
         try:
             failures = [str(rc) for rc in reason_code_list if rc.is_failure]
             with self._cond:
+                if mid in self._renewals:  # nobody waits for it: log, do not keep
+                    self._renewals.discard(mid)
+                    if failures:
+                        log.error("%s refused renewed subscriptions: %s", self.url, ", ".join(failures))
+                    return
                 self._acks[mid] = (not failures, ", ".join(failures) or "granted")
                 self._cond.notify_all()
         except Exception:

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from firmware.protocol.topics import Scope, TopicError, parse_topic, station_subscriptions
 
@@ -80,3 +82,13 @@ def test_scope_containment():
     assert Scope("d", "c").contains(Scope("d", "c"))
     assert not Scope("d", "c").contains(Scope("d", "x", "s"))
     assert not Scope("d", "c", "s").contains(Scope("d", "c"))
+
+
+@settings(max_examples=300)
+@given(st.text(alphabet="loav1/+#-abcz09 A\x00é", max_size=40))
+def test_parsing_any_topic_or_scope_raises_only_topic_error(text):
+    for parse in (parse_topic, Scope.parse):
+        try:
+            parse(text)
+        except TopicError:
+            pass
