@@ -115,6 +115,11 @@ class GainOffsetChanged:
     offset_db: float
 
 
+@dataclass(frozen=True, slots=True)
+class Stopping:
+    """The daemon is stopping (SIGTERM): end what plays and account for it."""
+
+
 Event = (
     Booted
     | DeadlineReached
@@ -130,4 +135,5 @@ Event = (
     | LinkChanged
     | MuteChanged
     | GainOffsetChanged
+    | Stopping
 )

@@ -158,6 +158,7 @@ class Station:
             self._gap_reason = "station was off"
         else:
             self._cursor = now
+            self._gap_reason = "station started"
         out.append(C.Led("booting"))
 
     def on_deadline_reached(self, ev: E.DeadlineReached, now: datetime, out: list) -> None:
@@ -267,6 +268,13 @@ class Station:
                 self._stop_current(now, out, "stopped by technician button")
         elif self._alert is None and (cur is None or cur.kind != "alert"):
             self._test_tone_due = True
+
+    def on_stopping(self, ev: E.Stopping, now: datetime, out: list) -> None:
+        self._stop_current(now, out, "station stopping")
+        self.booted = False  # no reconcile after this: nothing new starts
+        if self.amp_on:
+            self.amp_on = False
+            out.append(C.Amplifier(False))
 
     def on_power_changed(self, ev: E.PowerChanged, now: datetime, out: list) -> None:
         self.on_backup = ev.on_backup

@@ -84,7 +84,7 @@ class Status(_Strict):
 
 # -- telemetry -----------------------------------------------------------------------------------------------
 
-StationState = Literal["idle", "programme", "alert", "fault", "held", "booting"]
+StationState = Literal["idle", "programme", "alert", "notice", "fault", "held", "muted", "booting"]
 
 
 class Telemetry(_Strict):

@@ -1,0 +1,66 @@
+"""Small persisted facts of the station: last time alive, last trusted wall time, the active schedule.
+
+Each is one small file written atomically (temp file, fsync, rename, fsync the directory), so a power cut
+leaves either the old or the new version, never half of one. Writes are rare (minutes apart): SD cards die
+of writes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from datetime import datetime
+from pathlib import Path
+
+from firmware.protocol.replay import write_atomically
+
+log = logging.getLogger(__name__)
+
+
+class StateStore:
+    def __init__(self, state_dir: str | os.PathLike):
+        self.dir = Path(state_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._times = self.dir / "times.json"
+        self.schedule_path = self.dir / "schedule.json"
+
+    def _read_times(self) -> dict:
+        try:
+            data = json.loads(self._times.read_text())
+            return data if isinstance(data, dict) else {}
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as e:
+            log.warning("%s unreadable (%s): starting without remembered times", self._times, e)
+            return {}
+
+    def _time(self, key: str) -> datetime | None:
+        v = self._read_times().get(key)
+        try:
+            return datetime.fromisoformat(v) if isinstance(v, str) else None
+        except ValueError:
+            return None
+
+    @property
+    def last_alive(self) -> datetime | None:
+        return self._time("last_alive")
+
+    @property
+    def last_trusted(self) -> datetime | None:
+        return self._time("last_trusted")
+
+    def save_times(self, *, last_alive: datetime, last_trusted: datetime | None) -> None:
+        data = {"last_alive": last_alive.isoformat()}
+        if last_trusted is not None:
+            data["last_trusted"] = last_trusted.isoformat()
+        write_atomically(self._times, json.dumps(data).encode())
+
+    def load_schedule_bytes(self) -> bytes | None:
+        try:
+            return self.schedule_path.read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def save_schedule_bytes(self, raw: bytes) -> None:
+        write_atomically(self.schedule_path, raw)

@@ -1,0 +1,318 @@
+"""The composition root: builds every part of a station in order and stops them in reverse.
+
+The same `App` runs on a Raspberry Pi (`loa-station run`: PyAudio sink, real GPIO pins, system clock) and in
+the simulator (`loa-sim station`, `loa-sim demo`, tests: a simulated sink, gpiozero's MockFactory, any
+clock): only the parts passed in differ.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+from firmware import __version__
+from firmware.config import StationConfig, config_hash
+from firmware.core.schedule import FileSource, ScheduleDoc
+from firmware.core.sources import FileSpec
+from firmware.core.station import Station, StationSettings
+from firmware.inbound import InboundHandler, load_active_schedule
+from firmware.runtime import Inbound, Runtime
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Parts:
+    """What the app built, for tests and the self-test to look at."""
+
+    runtime: Runtime | None = None
+    player: object | None = None
+    sink: object | None = None
+    amplifier: object | None = None
+    led: object | None = None
+    button: object | None = None
+    mains: object | None = None
+    link: object | None = None
+    reporter: object | None = None
+    outbox: object | None = None
+    cache: object | None = None
+    prefetcher: object | None = None
+    fetcher: object | None = None
+    inbound: InboundHandler | None = None
+    stoppers: list = field(default_factory=list)
+
+
+class App:
+    def __init__(
+        self,
+        cfg: StationConfig,
+        *,
+        sink=None,
+        pin_factory=None,
+        clock=None,
+        schedule: ScheduleDoc | None = None,
+        notifier=None,
+        link_loop=None,
+        on_command=None,
+        boot_id: str | None = None,
+    ):
+        self.cfg = cfg
+        self.sink = sink
+        self.pin_factory = pin_factory
+        self.clock = clock
+        self.schedule_override = schedule
+        self.notifier = notifier
+        self.link_loop = link_loop
+        self.on_command = on_command
+        self.boot_id = boot_id or uuid.uuid4().hex[:12]
+        self.parts = Parts()
+        self.events: queue.Queue = queue.Queue()
+
+    # -- building ----------------------------------------------------------------------------------
+
+    def start(self) -> App:
+        try:
+            self._build()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _build(self) -> None:
+        from firmware.adapters.clock import SystemClock
+        from firmware.adapters.statefile import StateStore
+        from firmware.protocol.keys import load_trust_anchors
+        from firmware.protocol.replay import ReplayCache
+        from firmware.protocol.topics import Scope
+
+        cfg, p = self.cfg, self.parts
+        ident = cfg.station
+        tz = cfg.tz
+        clock = self.clock = self.clock or SystemClock(tz)
+        state_dir = Path(cfg.paths.state_dir)
+        state = StateStore(state_dir)
+        trusted = load_trust_anchors(*cfg.trust.key_files) if cfg.trust.key_files else {}
+        if not trusted:
+            log.warning("no district trust anchors configured: every alert, schedule and command will be refused")
+        replay = ReplayCache(state_dir / "replay.json")
+        doc, source = (self.schedule_override, "given") if self.schedule_override else load_active_schedule(
+            state, cfg.paths.schedule)
+        log.info("%s: schedule %s (%s)", ident.scope, f"v{doc.version}" if doc else "none", source)
+
+        station = Station(cfg.policy, doc, tz, StationSettings(
+            amp_warmup_s=cfg.gpio.amp_warmup_s if cfg.gpio.enabled else 0.0,
+            amp_hang_s=cfg.gpio.amp_hang_s, fade_s=cfg.audio.fade_ms / 1000,
+            id_prefix=f"{ident.id}.{self.boot_id}"))
+
+        self._build_gpio()
+        self._build_content(state_dir, clock)
+        self._build_player()
+        scope = Scope(ident.district, ident.commune, ident.id)
+        self._build_link(scope, clock, state_dir)
+
+        def publish(topic: str, payload: bytes) -> None:
+            if p.link is not None:
+                p.link.publish(topic, payload, qos=1)
+
+        p.inbound = InboundHandler(
+            scope, trusted_keys=trusted, replay=replay, publish=publish, policy=cfg.policy,
+            timezone=ident.timezone, state=state, schedule_version=doc.version if doc else None,
+            skew_s=cfg.trust.max_skew_s, actions=self._actions())
+        p.runtime = Runtime(
+            station, clock=clock, player=p.player, amplifier=p.amplifier, led=p.led, reporter=p.reporter,
+            link=p.link, inbound=p.inbound, state=state, notifier=self.notifier, on_command=self._on_command)
+        p.runtime.queue = self.events
+        p.runtime.housekeeping.every(1).hours.do(replay.prune, clock.wall)
+        if p.prefetcher is not None:
+            p.runtime.housekeeping.every(30).minutes.do(self._refresh_needs)
+        # Start so that nothing runs before what it talks to exists; stop() undoes this in reverse:
+        # runtime (no more decisions), player (fade out), link (Will: offline), reporter, then GPIO.
+        if p.reporter is not None:
+            p.reporter.start()
+            p.stoppers.append(p.reporter.stop)
+        if p.link is not None:
+            p.link.start()
+            p.stoppers.append(p.link.stop)
+        if p.prefetcher is not None:
+            p.stoppers.append(p.prefetcher.stop)
+        p.player.start()
+        p.stoppers.append(lambda: p.player.close(fade_s=cfg.audio.fade_ms / 1000))
+        p.runtime.start()
+        p.stoppers.append(lambda: p.runtime.stop())
+        if not p.runtime.wait_ready(15):
+            raise RuntimeError("the station runtime did not start within 15 s")
+        if p.prefetcher is not None:
+            self._refresh_needs()
+            p.prefetcher.start()
+
+    def _build_gpio(self) -> None:
+        g, p = self.cfg.gpio, self.parts
+        if not g.enabled:
+            return
+        from firmware.adapters.gpio import AmplifierRelay, MainsSense, StatusLed, TechButton
+        from firmware.core.events import ButtonPressed, PowerChanged
+
+        pf = self.pin_factory
+        if g.amp_pin is not None:
+            p.amplifier = AmplifierRelay(g.amp_pin, active_high=g.amp_active_high, warmup_s=g.amp_warmup_s,
+                                         hang_s=g.amp_hang_s, pin_factory=pf)
+            p.stoppers.append(p.amplifier.close)
+        if g.led_pin is not None:
+            p.led = StatusLed(g.led_pin, pin_factory=pf)
+            p.stoppers.append(p.led.close)
+        if g.button_pin is not None:
+            p.button = TechButton(g.button_pin, on_short=lambda: self.events.put(ButtonPressed(False)),
+                                  on_long=lambda: self.events.put(ButtonPressed(True)),
+                                  long_press_s=g.button_long_press_s, pin_factory=pf)
+            p.stoppers.append(p.button.close)
+        if g.mains_pin is not None:
+            p.mains = MainsSense(g.mains_pin, on_change=lambda b: self.events.put(PowerChanged(b)),
+                                 backup_when_high=g.mains_active_high, pin_factory=pf)
+            p.stoppers.append(p.mains.close)
+
+    def _build_content(self, state_dir: Path, clock) -> None:
+        from firmware.content.cache import ContentCache
+        from firmware.content.fetch import Fetcher
+        from firmware.content.prefetch import Prefetcher
+
+        c, p = self.cfg.content, self.parts
+        root = Path(self.cfg.paths.content_dir or state_dir / "content")
+        p.cache = ContentCache(root, int(c.cache_quota_mb * 1e6))
+        p.stoppers.append(p.cache.close)
+        p.fetcher = Fetcher(p.cache)
+        p.prefetcher = Prefetcher(p.cache, p.fetcher, now=clock.wall, horizon=timedelta(hours=c.prefetch_hours))
+
+    def _resolve(self, spec: FileSpec) -> str | None:
+        """Where the player finds a district file: the cache; for an alert's audio, fetched right now."""
+        p = self.parts
+        path = p.prefetcher.resolve(spec) if p.prefetcher else None
+        if path is None and spec.url and spec.sha256 and p.fetcher is not None:
+            try:
+                return str(p.fetcher.fetch(spec.url, spec.sha256))
+            except Exception as e:
+                log.error("content %s could not be fetched at play time: %s", spec.url, e)
+        return path
+
+    def _refresh_needs(self) -> None:
+        """Tell the prefetcher what the schedule plays within the horizon."""
+        from firmware.content.prefetch import Need
+
+        p = self.parts
+        if p.prefetcher is None or p.runtime is None:
+            return
+        planner = p.runtime.station.planner
+        now = self.clock.wall()
+        end = now + timedelta(hours=self.cfg.content.prefetch_hours)
+        needs = {}
+        for seg in planner.segments_between(now - timedelta(hours=6), end):
+            src = seg.programme.source
+            if isinstance(src, FileSource) and src.url and src.sha256 and src.sha256 not in needs:
+                needs[src.sha256] = Need(src.url, src.sha256, src.size, seg.start)
+        p.prefetcher.set_needs(needs.values())
+
+    def _build_player(self) -> None:
+        from firmware.audio.player import Player
+        from firmware.audio.sources import open_source
+
+        a, p = self.cfg.audio, self.parts
+        if self.sink is None:
+            if a.wav_out:
+                from firmware.adapters.wav_sink import WavFileSink
+
+                self.sink = WavFileSink(a.wav_out, rate=a.rate_hz)
+            else:
+                from firmware.adapters.pyaudio_sink import PyAudioSink
+
+                self.sink = PyAudioSink(a.device, rate=a.rate_hz, block_frames=a.rate_hz * a.block_ms // 1000,
+                                        buffer_blocks=a.buffer_blocks)
+        p.sink = self.sink
+
+        def opener(spec, rate):
+            return open_source(spec, rate, resolve=self._resolve)
+
+        p.player = Player(self.sink, amplifier=p.amplifier, open_source=opener, emit=self.events.put,
+                          block_ms=a.block_ms, rate=a.rate_hz)
+
+    def _build_link(self, scope, clock, state_dir: Path) -> None:
+        b, p = self.cfg.broker, self.parts
+        if not b.url:
+            log.info("no broker configured: an offline station (no alerts, no reports)")
+            return
+        from firmware.adapters.mqtt import TlsFiles, station_link
+        from firmware.core.events import LinkChanged
+        from firmware.protocol.reports import StationIds
+        from firmware.protocol.topics import station_subscriptions
+        from firmware.reporting.outbox import Outbox
+        from firmware.reporting.reporter import Reporter
+
+        ids = StationIds(scope.district, scope.commune, scope.station)
+        p.outbox = Outbox(state_dir / "outbox.sqlite", max_bytes=int(self.cfg.reporting.outbox_max_mb * 1e6))
+        p.stoppers.append(p.outbox.close)
+        reporter_box: list = []
+
+        def on_link(up: bool) -> None:
+            self.events.put(LinkChanged(up))
+            if reporter_box:
+                reporter_box[0].on_link(up)
+
+        tls = TlsFiles(ca=b.ca_file, cert=b.cert_file, key=b.key_file) if b.url.startswith("mqtts") else None
+        p.link = station_link(
+            b.url, ids, fw=__version__, boot_id=self.boot_id, config_hash=config_hash(self.cfg), wall=clock.wall,
+            subscriptions=station_subscriptions(scope),
+            on_message=lambda topic, payload, retained: self.events.put(Inbound(topic, payload, retained)),
+            on_link=on_link, keepalive_s=b.keepalive_s, tls=tls, loop=self.link_loop)
+        p.reporter = Reporter(p.link, p.outbox, ids, clock, boot_id=self.boot_id,
+                              telemetry_interval_s=self.cfg.reporting.telemetry_interval_s)
+        reporter_box.append(p.reporter)
+
+    def _actions(self) -> dict:
+        p = self.parts
+
+        def telemetry() -> str:
+            if p.reporter is None:
+                return "no reporter"
+            t = p.reporter.telemetry_now()
+            return f"telemetry {t.id} queued"
+
+        def fetch() -> str:
+            self._refresh_needs()
+            if p.prefetcher is None:
+                return "no content cache"
+            p.prefetcher.fetch_now()
+            missing = p.prefetcher.missing()
+            return f"fetch started; {len(missing)} file(s) missing within the horizon"
+
+        def selftest() -> str:
+            from firmware.selftest import quick_selftest
+
+            return quick_selftest(self)
+
+        return {"telemetry": telemetry, "fetch": fetch, "selftest": selftest}
+
+    def _on_command(self, now, cmd) -> None:
+        if self.on_command is not None:
+            self.on_command(now, cmd)
+
+    # -- stopping ----------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop in reverse order of starting: network first (Will: offline), then runtime, player, GPIO."""
+        if self.notifier is not None:
+            self.notifier.stopping()
+        for stop in reversed(self.parts.stoppers):
+            try:
+                stop()
+            except Exception:
+                log.exception("stopping %r failed", stop)
+        self.parts.stoppers.clear()
+
+    def __enter__(self) -> App:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+

@@ -1,0 +1,241 @@
+"""Messages from the district, checked before the core sees them: alerts, schedules and remote commands.
+
+Everything here is untrusted until the envelope's Ed25519 signature verifies with a district key and the
+payload's target equals the topic it arrived on. A refusal is acknowledged with its reason (so the district
+sees *why*) and logged; nothing refused ever becomes an event. Runs on the runtime thread.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from firmware.core import events as E
+from firmware.core.policy import Policy
+from firmware.core.schedule import ScheduleDoc, ScheduleError, check_against_policy, parse_schedule
+from firmware.protocol.ack import ack_message
+from firmware.protocol.envelope import open_envelope
+from firmware.protocol.errors import Rejected, Rejection
+from firmware.protocol.topics import Scope, TopicError, parse_topic
+from firmware.protocol.verify import verify_alert
+
+log = logging.getLogger(__name__)
+
+MAX_SCHEDULE_ENVELOPE_BYTES = 1_500_000  # a schedule payload may be 1 MiB; base64 adds a third
+MAX_COMMAND_BYTES = 16 * 1024
+COMMAND_MAX_AGE = timedelta(minutes=30)  # a queued command older than this is stale, not obeyed
+
+
+class Command(BaseModel):
+    """A remote command (signed, on `.../cmd`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")
+    issued: datetime
+    target: str = Field(pattern=r"^[a-z0-9-]+/[a-z0-9-]+/[a-z0-9-]+$")
+    cmd: Literal["gain", "mute", "unmute", "selftest", "fetch", "telemetry"]
+    offset_db: float | None = Field(default=None, ge=-40.0, le=20.0)
+
+
+class InboundHandler:
+    def __init__(
+        self,
+        station: Scope,
+        *,
+        trusted_keys,
+        replay,
+        publish: Callable[[str, bytes], None],
+        policy: Policy,
+        timezone: str,
+        state=None,
+        schedule_version: int | None = None,
+        skew_s: float = 300.0,
+        actions: dict[str, Callable[[], str]] | None = None,
+    ):
+        self.station = station
+        self.trusted_keys = trusted_keys
+        self.replay = replay
+        self.publish = publish
+        self.policy = policy
+        self.timezone = timezone
+        self.state = state
+        self.schedule_version = schedule_version
+        self.skew_s = skew_s
+        self.actions = actions or {}  # "selftest" | "fetch" | "telemetry" -> returns an outcome text
+
+    def send_ack(self, ref: str | None, state: str, reason: str, now: datetime) -> None:
+        from firmware.core.commands import Ack
+
+        topic, payload = ack_message(Ack(ref or "", state, reason), station=self.station, at=now)
+        self.publish(topic, payload)
+
+    def handle(self, topic: str, payload: bytes, retained: bool, now: datetime, *, clock_trusted: bool,
+               last_trusted: datetime | None) -> list:
+        if not payload:
+            return []  # a cleared retained message
+        try:
+            kind = parse_topic(topic).kind
+        except TopicError as e:
+            log.warning("message on unexpected topic %s: %s", topic, e)
+            return []
+        if kind == "alert":
+            return self._alert(topic, payload, retained, now, clock_trusted, last_trusted)
+        if kind == "schedule":
+            return self._schedule(topic, payload, retained, now)
+        if kind == "cmd":
+            return self._command(topic, payload, now, clock_trusted)
+        log.warning("ignoring a %s message on %s: stations do not take those", kind, topic)
+        return []
+
+    # -- alerts ------------------------------------------------------------------------------------
+
+    def _alert(self, topic, payload, retained, now, clock_trusted, last_trusted) -> list:
+        res = verify_alert(payload, topic, trusted_keys=self.trusted_keys, seen=self.replay, now=now,
+                           clock_trusted=clock_trusted, last_trusted=last_trusted, skew_s=self.skew_s)
+        if isinstance(res, Rejection):
+            if retained and res.code in ("replayed", "expired"):
+                log.info("retained alert %s on %s: %s (already handled)", res.ref, topic, res.code)
+                return []
+            self._refuse(topic, res, now)
+            return []
+        self.replay.remember(res.id, res.expires, now)
+        log.warning("ALERT %s (%s %s, %s) accepted from %s", res.id, res.status, res.msg_type, res.severity, topic)
+        return [E.AlertReceived(res, topic)]
+
+    def _refuse(self, topic: str, rej: Rejection, now: datetime) -> None:
+        log.warning("refused message on %s: %s: %s", topic, rej.code, rej.reason)
+        self.send_ack(rej.ref, "rejected", f"{rej.code}: {rej.reason}", now)
+
+    # -- schedules ---------------------------------------------------------------------------------
+
+    def _schedule(self, topic: str, raw: bytes, retained: bool, now: datetime) -> list:
+        scope = parse_topic(topic).scope
+        try:
+            payload = open_envelope(raw, self.trusted_keys, scope=scope, max_bytes=MAX_SCHEDULE_ENVELOPE_BYTES)
+        except Rejected as e:
+            self._refuse(topic, e.rejection, now)
+            return []
+        try:
+            doc = parse_schedule(payload, f"schedule on {topic}")
+        except ScheduleError as e:
+            ref = _version_ref(payload)
+            log.warning("refused schedule on %s: %s", topic, "; ".join(e.problems))
+            self.send_ack(ref, "rejected", "invalid: " + "; ".join(e.problems), now)
+            return []
+        ref = f"schedule-v{doc.version}"
+        problems = []
+        if doc.target != str(scope):
+            problems.append(f'target "{doc.target}" differs from the topic\'s scope "{scope}"')
+        if self.schedule_version is not None and doc.version <= self.schedule_version:
+            if retained and doc.version == self.schedule_version:
+                return []  # the retained copy of what we already run
+            problems.append(f"version {doc.version} is not newer than the active version {self.schedule_version}")
+        problems.extend(check_against_policy(doc, self.policy, self.timezone))
+        if problems:
+            log.warning("refused schedule v%s on %s: %s", doc.version, topic, "; ".join(problems))
+            self.send_ack(ref, "rejected", "; ".join(problems), now)
+            return []
+        if self.state is not None:
+            try:
+                self.state.save_schedule_bytes(payload)
+            except OSError as e:
+                self.send_ack(ref, "rejected", f"cannot store it: {e}", now)
+                return []
+        self.schedule_version = doc.version
+        log.info("schedule v%s accepted from %s (%d programmes)", doc.version, topic, len(doc.programmes))
+        self.send_ack(ref, "accepted", f"{len(doc.programmes)} programmes", now)
+        return [E.ScheduleReceived(doc)]
+
+    # -- remote commands -----------------------------------------------------------------------------
+
+    def _command(self, topic: str, raw: bytes, now: datetime, clock_trusted: bool) -> list:
+        scope = parse_topic(topic).scope
+        try:
+            payload = open_envelope(raw, self.trusted_keys, scope=scope, max_bytes=MAX_COMMAND_BYTES)
+        except Rejected as e:
+            self._refuse(topic, e.rejection, now)
+            return []
+        try:
+            cmd = Command.model_validate(json.loads(payload))
+        except (ValueError, ValidationError) as e:
+            self.send_ack(_field(payload, "id"), "rejected", f"bad-payload: {_short(e)}", now)
+            return []
+        problem = None
+        if cmd.target != str(scope):
+            problem = f'wrong-target: target "{cmd.target}" differs from the topic\'s scope "{scope}"'
+        elif cmd.id in self.replay:
+            problem = f"replayed: command {cmd.id} was already carried out"
+        elif cmd.issued.tzinfo is None:
+            problem = "bad-payload: issued needs a UTC offset"
+        elif clock_trusted and cmd.issued > now + timedelta(seconds=self.skew_s):
+            problem = f"future: issued {cmd.issued.isoformat()} is ahead of the station's clock"
+        elif clock_trusted and now - cmd.issued > COMMAND_MAX_AGE:
+            problem = f"expired: issued {cmd.issued.isoformat()}, older than {COMMAND_MAX_AGE}"
+        elif cmd.cmd == "gain" and cmd.offset_db is None:
+            problem = "bad-payload: a gain command needs offset_db"
+        if problem:
+            log.warning("refused command %s on %s: %s", cmd.id, topic, problem)
+            self.send_ack(cmd.id, "rejected", problem, now)
+            return []
+        self.replay.remember(cmd.id, cmd.issued + COMMAND_MAX_AGE, now)
+        log.info("command %s: %s %s", cmd.id, cmd.cmd, cmd.offset_db if cmd.offset_db is not None else "")
+        if cmd.cmd == "gain":
+            self.send_ack(cmd.id, "done", f"gain offset {cmd.offset_db:+.1f} dB (still under the policy caps)", now)
+            return [E.GainOffsetChanged(cmd.offset_db)]
+        if cmd.cmd in ("mute", "unmute"):
+            self.send_ack(cmd.id, "done", f"scheduled audio {cmd.cmd}d (alerts always play)", now)
+            return [E.MuteChanged(cmd.cmd == "mute")]
+        action = self.actions.get(cmd.cmd)
+        if action is None:
+            self.send_ack(cmd.id, "failed", f"{cmd.cmd} is not available on this station", now)
+            return []
+        try:
+            outcome = action()
+        except Exception as e:  # an action failing is an outcome to report, not a crash
+            log.exception("command %s (%s) failed", cmd.id, cmd.cmd)
+            self.send_ack(cmd.id, "failed", f"{type(e).__name__}: {e}", now)
+            return []
+        self.send_ack(cmd.id, "done", outcome, now)
+        return []
+
+
+def _field(payload: bytes, name: str) -> str | None:
+    try:
+        v = json.loads(payload).get(name)
+        return v if isinstance(v, str) else None
+    except (ValueError, AttributeError):
+        return None
+
+
+def _version_ref(payload: bytes) -> str:
+    try:
+        v = json.loads(payload).get("version")
+        return f"schedule-v{v}" if isinstance(v, int) else "schedule"
+    except (ValueError, AttributeError):
+        return "schedule"
+
+
+def _short(e: Exception) -> str:
+    text = str(e).replace("\n", " ")
+    return text[:300]
+
+
+def load_active_schedule(state, fallback_path: str | None) -> tuple[ScheduleDoc | None, str]:
+    """The schedule to start with: the last accepted one (state dir), else the configured file."""
+    if state is not None:
+        raw = state.load_schedule_bytes()
+        if raw is not None:
+            try:
+                return parse_schedule(raw, str(state.schedule_path)), str(state.schedule_path)
+            except ScheduleError as e:
+                log.error("stored schedule unusable, ignoring it: %s", e)
+    if fallback_path:
+        with open(fallback_path, "rb") as f:
+            return parse_schedule(f.read(), fallback_path), fallback_path
+    return None, "none"
