@@ -33,47 +33,68 @@ class BrokerOptions:
     persistence_dir: str = "/var/lib/mosquitto/"
     local_port: int | None = None  # plain loopback listener for local read-only tools; None = none
     log_dest: str = "syslog"
+    acl: str = "file"  # "file": acl_file; "dynsec": the dynamic-security plugin (also checks SUBSCRIBE)
+    dynsec_plugin: str = ""
 
 
-def station_acl(d: str, c: str, s: str) -> list[str]:
+@dataclass(frozen=True)
+class Account:
+    """A broker username and the topics (filters, `+`/`#` allowed) it may write and read."""
+
+    username: str
+    writes: tuple[str, ...]
+    reads: tuple[str, ...]
+
+
+def station_account(d: str, c: str, s: str) -> Account:
     own = f"loa/v1/{d}/{c}/{s}"
-    lines = [f"user {s}"]
-    lines += [f"topic write {own}/{t}" for t in STATION_WRITES]
-    lines += [f"topic read loa/v1/{d}/{t}" for t in SCOPE_READS]
-    lines += [f"topic read loa/v1/{d}/{c}/{t}" for t in SCOPE_READS]
-    lines += [f"topic read {own}/{t}" for t in STATION_READS_OWN]
-    return lines
+    return Account(
+        s,
+        writes=tuple(f"{own}/{t}" for t in STATION_WRITES),
+        reads=tuple(
+            [f"loa/v1/{d}/{t}" for t in SCOPE_READS]
+            + [f"loa/v1/{d}/{c}/{t}" for t in SCOPE_READS]
+            + [f"{own}/{t}" for t in STATION_READS_OWN]
+        ),
+    )
 
 
-def collector_acl(d: str) -> list[str]:
-    # mosquitto checks a shared subscription ($share/<group>/<filter>) against <filter>, so this one line also
-    # covers `$share/collectors/loa/v1/{d}/#` for a pool of collectors (tested).
-    return [f"user {account_cn('collector', d)}", f"topic read loa/v1/{d}/#"]
+def collector_account(d: str) -> Account:
+    # mosquitto's acl_file checks a shared subscription ($share/<group>/<filter>) as <filter>, so this also
+    # covers `$share/collectors/...` for a pool of collectors (tested).
+    return Account(account_cn("collector", d), writes=(), reads=(f"loa/v1/{d}/#",))
 
 
-def sender_acl(d: str) -> list[str]:
-    cn = account_cn("sender", d)
-    lines = [f"user {cn}"]
-    lines += [f"topic write loa/v1/{d}/{t}" for t in SCOPE_READS]
-    lines += [f"topic write loa/v1/{d}/+/{t}" for t in SCOPE_READS]
-    lines += [f"topic write loa/v1/{d}/+/+/{t}" for t in STATION_READS_OWN]
-    lines += [f"topic read loa/v1/{d}/+/+/{t}" for t in ("status", "ack")]
-    return lines
+def sender_account(d: str) -> Account:
+    return Account(
+        account_cn("sender", d),
+        writes=tuple(
+            [f"loa/v1/{d}/{t}" for t in SCOPE_READS]
+            + [f"loa/v1/{d}/+/{t}" for t in SCOPE_READS]
+            + [f"loa/v1/{d}/+/+/{t}" for t in STATION_READS_OWN]
+        ),
+        reads=tuple(f"loa/v1/{d}/+/+/{t}" for t in ("status", "ack")),
+    )
+
+
+def accounts(district: District) -> list[Account]:
+    d = district.id
+    out = [collector_account(d), sender_account(d)]
+    out += [station_account(d, rec["commune"], rec["station"]) for rec in stations(district)]
+    return out
 
 
 def render_acl(district: District) -> str:
-    d = district.id
     blocks = [
-        [
-            f"# loa ACL for district {d}: written by loa-provision broker-config; regenerate, do not edit.",
-            "# No lines before the first `user`: anonymous clients get nothing.",
-        ],
-        ["# district tools"] + collector_acl(d),
-        sender_acl(d),
+        f"# loa ACL for district {district.id}: written by loa-provision broker-config; regenerate, do not edit.\n"
+        "# No lines before the first `user`: anonymous clients get nothing."
     ]
-    for rec in stations(district):
-        blocks.append(station_acl(d, rec["commune"], rec["station"]))
-    return "\n\n".join("\n".join(b) for b in blocks) + "\n"
+    for a in accounts(district):
+        lines = [f"user {a.username}"]
+        lines += [f"topic write {t}" for t in a.writes]
+        lines += [f"topic read {t}" for t in a.reads]
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks) + "\n"
 
 
 def render_local_acl(district: District) -> str:
@@ -106,7 +127,11 @@ def render_conf(district: District, opts: BrokerOptions, conf_dir: str, has_crl:
         f"listener {opts.port}{bind}",
         "protocol mqtt",
         "allow_anonymous false",
-        f"acl_file {c}/acl",
+        *(
+            [f"plugin {opts.dynsec_plugin}", f"plugin_opt_config_file {c}/dynamic-security.json"]
+            if opts.acl == "dynsec"
+            else [f"acl_file {c}/acl"]
+        ),
         f"cafile {c}/ca.crt",
         f"certfile {c}/server.crt",
         f"keyfile {c}/server.key",
@@ -139,7 +164,12 @@ def write_broker_config(district: District, out: Path, opts: BrokerOptions) -> l
     with staging_dir(out) as tmp:
         tmp.chmod(0o755)  # mosquitto drops to its own user after start; it must reach the ACL and certificates
         write_file(tmp / "mosquitto.conf", render_conf(district, opts, conf_dir, has_crl))
-        write_file(tmp / "acl", render_acl(district))
+        if opts.acl == "dynsec":
+            from provisioning.dynsec import render_dynsec
+
+            write_file(tmp / "dynamic-security.json", render_dynsec(district))
+        else:
+            write_file(tmp / "acl", render_acl(district))
         write_file(tmp / "ca.crt", district.ca_cert_path.read_bytes())
         write_file(tmp / "server.crt", (district.root / "broker/server.crt").read_bytes())
         # 0600: install it owned by the mosquitto user (see docs/provisioning.md)

@@ -7,6 +7,7 @@ from pathlib import Path
 from firmware.cli_support import UsageError
 from provisioning.broker import BrokerOptions, write_broker_config
 from provisioning.commands._common import add_district_dir, open_district, reports_errors
+from provisioning.dynsec import find_plugin
 
 
 def register(subparsers) -> None:
@@ -26,6 +27,12 @@ def register(subparsers) -> None:
     p.add_argument("--persistence-dir", default="/var/lib/mosquitto/", help="mosquitto persistence_location")
     p.add_argument("--local-port", type=int, default=None,
                    help="also open a plain, read-only, loopback-only listener on this port for local tools")
+    p.add_argument("--acl", choices=("file", "dynsec"), default="file",
+                   help="file: mosquitto acl_file (default); dynsec: the dynamic-security plugin, which also "
+                   "refuses unauthorised SUBSCRIBEs in the SUBACK")
+    p.add_argument("--dynsec-plugin", default="", metavar="PATH",
+                   help="path of mosquitto_dynamic_security.so on the broker host (default: found here, "
+                   "else the Debian arm64 path)")
     p.add_argument("--log-dest", default="syslog", help="mosquitto log_dest (default syslog)")
     p.set_defaults(func=run)
 
@@ -41,7 +48,8 @@ def run(args) -> int:
         raise UsageError("--local-port must differ from --port")
     opts = BrokerOptions(
         port=port, bind=args.bind, conf_dir=args.conf_dir, persistence_dir=args.persistence_dir,
-        local_port=args.local_port, log_dest=args.log_dest,
+        local_port=args.local_port, log_dest=args.log_dest, acl=args.acl,
+        dynsec_plugin=args.dynsec_plugin or find_plugin(),
     )
     with district.locked():
         names = write_broker_config(district, Path(args.out), opts)

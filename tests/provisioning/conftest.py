@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import glob
+import json
 import os
 import pwd
 import shutil
@@ -42,8 +44,9 @@ def _hand_to_mosquitto(*paths: Path) -> None:
 class TlsBroker:
     """The district broker as `broker-config` writes it, running on a free loopback port."""
 
-    def __init__(self, district_dir: Path, workdir: Path):
+    def __init__(self, district_dir: Path, workdir: Path, acl: str = "file"):
         self.district_dir = district_dir
+        self.acl = acl
         self.workdir = workdir
         self.port = free_port()
         self.mosq: Mosquitto | None = None
@@ -55,7 +58,7 @@ class TlsBroker:
         data.mkdir(parents=True, exist_ok=True)
         rc = cli(
             "broker-config", "--district-dir", self.district_dir, "--out", conf, "--port", self.port,
-            "--bind", "127.0.0.1", "--persistence-dir", f"{data}/", "--log-dest", "stderr",
+            "--bind", "127.0.0.1", "--persistence-dir", f"{data}/", "--log-dest", "stderr", "--acl", self.acl,
         )
         assert rc == 0
         _hand_to_mosquitto(conf / "server.key", data)
@@ -63,6 +66,13 @@ class TlsBroker:
                               workdir=self.workdir / "run")
         self.mosq.start()
         return self
+
+    def has_account(self, username: str) -> bool:
+        conf = self.workdir / "conf"
+        if self.acl == "dynsec":
+            doc = json.loads((conf / "dynamic-security.json").read_text())
+            return any(c["username"] == username for c in doc["clients"])
+        return f"user {username}" in (conf / "acl").read_text().splitlines()
 
     def restart(self) -> None:
         self.stop()
@@ -89,12 +99,20 @@ class TlsBroker:
         return self.client(a / f"{kind}.crt", a / f"{kind}.key", f"{kind}-probe")
 
 
-@pytest.fixture
-def tls_broker(district_dir):
+def acl_modes() -> list:
+    """Both ACL back-ends; the dynamic-security one only where mosquitto ships its plugin."""
+    from provisioning.dynsec import PLUGIN_GLOBS
+
+    have_plugin = any(glob.glob(p) for p in PLUGIN_GLOBS)
+    return ["file", pytest.param("dynsec", marks=pytest.mark.skipif(not have_plugin, reason="no dynsec plugin"))]
+
+
+@pytest.fixture(params=acl_modes())
+def tls_broker(district_dir, request):
     # Not under pytest's tmp_path: that is 0700 root, and mosquitto (dropped to its own user) must reach its files.
     workdir = Path(tempfile.mkdtemp(prefix="loa-prov-broker-"))
     workdir.chmod(0o755)
-    b = TlsBroker(district_dir, workdir)
+    b = TlsBroker(district_dir, workdir, request.param)
     try:
         yield b
     finally:
