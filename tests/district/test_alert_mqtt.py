@@ -39,9 +39,13 @@ def test_tls_files_need_an_mqtts_url():
 def test_a_publish_the_broker_refuses_raises_with_the_reason(tmp_path):
     acl = tmp_path / "acl"
     acl.write_text("topic read loa/#\n")
-    # `user root`: mosquitto would otherwise drop to its own user, which cannot read pytest's 0700 tmp dir.
+    broker = Mosquitto(workdir=tmp_path / "m", extra_conf=f"acl_file {acl}")
+    conf = broker.conf_path.read_text()
+    if "\nuser " not in conf:
+        # mosquitto would drop to its own user, which cannot read pytest's 0700 temp dir.
+        broker.conf_path.write_text(conf + "user root\n")
     with (
-        Mosquitto(workdir=tmp_path / "m", extra_conf=f"user root\nacl_file {acl}") as broker,
+        broker,
         DistrictClient.from_url(broker.url) as c,
         pytest.raises(MqttError, match="refused publish to loa/v1/hoa-vang/alert"),
     ):
