@@ -155,6 +155,9 @@ step_venv() {
 }
 
 step_unit() {
+    # the firmware's own strict config check, before the daemon is (re)started with this config
+    run "$ROOT/opt/loa/venv/bin/loa-station" check-config /etc/loa/station.toml ||
+        fail "the installed software rejects /etc/loa/station.toml (see the log): make the bundle again"
     put "$BUNDLE/systemd/loa-station.service" /etc/systemd/system/loa-station.service 0644
     run systemctl daemon-reload
     run systemctl enable loa-station.service

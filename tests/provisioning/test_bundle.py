@@ -125,7 +125,7 @@ def test_firstboot_installs_everything_once_and_is_idempotent(provisioned, tmp_p
     log = (root / "var/log/loa-firstboot.log").read_text()
     for cmd in ("systemctl enable loa-station.service", "systemctl enable nftables.service",
                 "systemctl enable systemd-timesyncd.service", f"pip install --upgrade {b}/dist/{wheel.name}",
-                "systemctl restart loa-station.service"):
+                "systemctl restart loa-station.service", "loa-station check-config /etc/loa/station.toml"):
         assert f"sandbox: {cmd}" in log or cmd in log, cmd
     assert "station s1 configured" in first.stdout  # progress on the terminal too
 
