@@ -1,10 +1,18 @@
 """The district collector: subscribes to every station's status, telemetry, reports and acks, stores them.
 
-Subscriptions are shared (`$share/{group}/loa/v1/+/+/+/{status,telemetry,report,ack}`), so several collectors
-of one group split the load, and the session is persistent (`clean_start=False`, session expiry, QoS 1): a
-collector that is restarted gets what was published while it was away. MQTT 5 never sends retained messages
-to a shared subscription (§4.8.2), so the retained `status` is also subscribed plainly: a fresh collector
-learns which stations are online now. Status handling is idempotent, so receiving it twice costs nothing.
+Subscriptions are QoS 1 on a persistent session (`clean_start=False`, session expiry 7 days): a collector that
+is restarted gets what was published while it was away. Two modes:
+
+- default (no group): plain subscriptions `loa/v1/+/+/+/{status,telemetry,report,ack}`. mosquitto keeps them
+  across a broker restart (persistence), so nothing is lost even when the broker restarts while the
+  collector is away.
+- `group="name"`: shared subscriptions `$share/name/loa/v1/+/+/+/{...}`, so several collectors of one group
+  split the load. Caveat, measured on mosquitto 2.0.11: shared subscriptions of a persistent session are NOT
+  restored from persistence after a broker restart (plain ones are), so messages published between the
+  broker's restart and the collector's re-subscription (about 1 s: it reconnects with a 1 s backoff) are
+  lost for that group. MQTT 5 also never sends retained messages to shared subscriptions (§4.8.2), so the
+  retained `status` is subscribed plainly as well: a fresh collector learns which stations are online now,
+  and status handling is idempotent, so receiving it twice costs nothing.
 
 Each message is parsed strictly and stored *inside* paho's callback, before paho sends the PUBACK: a crash
 between the two means a redelivery, which the (station, id) keys turn into a no-op. Anything malformed,
@@ -47,12 +55,13 @@ from firmware.protocol.reports import (
 
 log = logging.getLogger(__name__)
 
-DEFAULT_GROUP = "loa-collectors"
 DEFAULT_SESSION_EXPIRY_S = 7 * 86400
 KINDS = ("status", "telemetry", "report", "ack")
 
 
-def subscriptions(group: str) -> list[str]:
+def subscriptions(group: str | None) -> list[str]:
+    if not group:
+        return [f"loa/v1/+/+/+/{kind}" for kind in KINDS]
     return [f"$share/{group}/loa/v1/+/+/+/{kind}" for kind in KINDS] + ["loa/v1/+/+/+/status"]
 
 
@@ -64,7 +73,7 @@ class Collector:
         db: DistrictDb,
         *,
         url: BrokerUrl | None = None,
-        group: str = DEFAULT_GROUP,
+        group: str | None = None,
         client_id: str | None = None,
         cafile: str | None = None,
         cert: str | None = None,
@@ -76,7 +85,7 @@ class Collector:
         self.db = db
         self.url = url
         self.group = group
-        self.client_id = client_id or f"loa-collector-{group}-{socket.gethostname()}"[:64]
+        self.client_id = client_id or f"loa-collector-{group or 'main'}-{socket.gethostname()}"[:64]
         self.session_expiry_s = session_expiry_s
         self.keepalive_s = keepalive_s
         self._now = now

@@ -72,6 +72,9 @@ class Mosquitto:
                     "allow_anonymous true",
                     f"persistence {'true' if persistence else 'false'}",
                     f"persistence_location {self.dir}/",
+                    # As root, mosquitto drops to user "mosquitto", which cannot write persistence into our
+                    # root-owned temp dir ("Error: Permission denied"): sessions were lost on every restart.
+                    "user root" if os.geteuid() == 0 else "",
                     "max_queued_messages 100000",
                     "log_type error",
                     "log_type warning",

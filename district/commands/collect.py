@@ -1,10 +1,11 @@
 """`loa-district collect`: store every station's status, telemetry, play log, daily reports and acks.
 
     loa-district collect --broker mqtts://broker:8883 --cafile ca.crt --cert c.crt --cert-key c.key \
-        --db district.sqlite [--group loa-collectors]
+        --db district.sqlite [--group NAME]
 
-Runs until SIGTERM or Ctrl-C. Several collectors with the same `--group` share the load (MQTT 5 shared
-subscriptions); the session is persistent, so a restarted collector receives what it missed.
+Runs until SIGTERM or Ctrl-C. The session is persistent, so a restarted collector receives what it missed.
+Several collectors with the same `--group` share the load (MQTT 5 shared subscriptions; see
+`district.collector` for what mosquitto 2.0 loses in that mode when the broker itself restarts).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import signal
 import sys
 import threading
 
-from district.collector import DEFAULT_GROUP, Collector
+from district.collector import Collector
 from district.db import DistrictDb
 from district.mqtt import MqttError, add_broker_arguments, parse_broker_url
 from firmware.cli_support import UsageError
@@ -31,7 +32,11 @@ def register(subparsers) -> None:
     )
     add_broker_arguments(p)
     p.add_argument("--db", required=True, metavar="FILE", help="district SQLite database (created if missing)")
-    p.add_argument("--group", default=DEFAULT_GROUP, help=f"shared-subscription group (default {DEFAULT_GROUP})")
+    p.add_argument(
+        "--group",
+        help="share the load with other collectors of this group (MQTT 5 shared subscription); default: one "
+        "collector with plain subscriptions, which (unlike shared ones on mosquitto 2.0) survive a broker restart",
+    )
     p.add_argument("--client-id", help="MQTT client id (default loa-collector-<group>-<host>); keep it stable")
     p.add_argument("--connect-timeout", type=float, default=10.0, metavar="S", help="give up after S seconds")
     p.set_defaults(func=run)
@@ -42,7 +47,7 @@ def run(args) -> int:
         url = parse_broker_url(args.broker)
     except ValueError as e:
         raise UsageError(str(e)) from None
-    if not args.group or "/" in args.group or "+" in args.group or "#" in args.group:
+    if args.group is not None and (not args.group or any(ch in args.group for ch in "/+#")):
         raise UsageError(f"--group {args.group!r}: must be non-empty without '/', '+' or '#'")
     db = DistrictDb(args.db)
     stop = threading.Event()
@@ -58,7 +63,8 @@ def run(args) -> int:
         print(f"loa-district collect: {e}", file=sys.stderr)
         db.close()
         return 1
-    print(f"collecting from {url} into {args.db} (group {args.group}); Ctrl-C to stop", flush=True)
+    mode = f"group {args.group}" if args.group else "single collector"
+    print(f"collecting from {url} into {args.db} ({mode}); Ctrl-C to stop", flush=True)
     try:
         stop.wait()
     finally:
