@@ -35,8 +35,10 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import errno
 import logging
 import os
+import select
 import shutil
 import socket
 import ssl
@@ -55,6 +57,7 @@ from firmware.core.sources import StreamSpec
 log = logging.getLogger(__name__)
 
 SwitchCallback = Callable[[str | None, str | None, str], None]
+CLOSE_BUDGET_S = 1.0
 
 _NOT_AUDIO = ("text/", "application/json", "application/xml", "application/xhtml")
 _FORMATS = {
@@ -155,17 +158,27 @@ class RelaySource:
         return out
 
     def close(self) -> None:
+        """Stop at once: the player calls this between blocks (an alert may be waiting). Everything is
+        signalled first (sockets shut, ffmpeg killed), then joined within `CLOSE_BUDGET_S`; only a thread stuck
+        in a DNS lookup can outlive that, and it exits by itself as soon as the lookup returns."""
         if self._closed:
             return
         self._closed = True
         self._stop.set()
-        if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join(5)
         with self._lock:
             inputs = [i for i in (self._active, self._probe) if i is not None]
             self._active = self._probe = None
         for i in inputs:
-            i.close()
+            i.signal_stop()
+        deadline = time.monotonic() + CLOSE_BUDGET_S
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(max(0.0, deadline - time.monotonic()))
+        with self._lock:
+            inputs += [i for i in (self._active, self._probe) if i is not None and i not in inputs]
+            self._active = self._probe = None
+        for i in inputs:
+            i.signal_stop()
+            i.join(deadline)
 
     # -- supervisor ----------------------------------------------------------------------------------
 
@@ -304,8 +317,16 @@ class _Input:
     def fail(self, reason: str) -> None:
         raise NotImplementedError
 
-    def close(self) -> None:
+    def signal_stop(self) -> None:
+        """Ask every thread and process to stop; never blocks."""
         raise NotImplementedError
+
+    def join(self, deadline: float) -> None:
+        """Wait (until `deadline`, monotonic) for threads and processes to end, and release them."""
+
+    def close(self) -> None:
+        self.signal_stop()
+        self.join(time.monotonic() + CLOSE_BUDGET_S)
 
 
 class _PcmQueue:
@@ -462,24 +483,27 @@ class _FfmpegInput(_Input):
             self._primed = False  # ran dry: gather `prebuffer_s` again rather than stutter
         return out
 
-    def close(self) -> None:
+    def signal_stop(self) -> None:
         with self._start_lock:
             self._stop.set()
         self._pcm.close()
         self._close_extra()
+        if self._proc is not None:
+            with contextlib.suppress(OSError):
+                self._proc.kill()
+
+    def join(self, deadline: float) -> None:
         proc = self._proc
         if proc is not None:
-            with contextlib.suppress(OSError):
-                proc.kill()
             try:
-                proc.wait(5)
+                proc.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 log.error("relay: ffmpeg pid %d did not exit", proc.pid)
         for t in self._threads:
             if t is not threading.current_thread():
-                t.join(5)
+                t.join(max(0.0, deadline - time.monotonic()))
                 if t.is_alive():
-                    log.error("relay: thread %s did not stop", t.name)
+                    log.warning("relay: thread %s of %s still busy (DNS?); it stops by itself", t.name, self.label)
         if proc is not None:
             for pipe in (proc.stdin, proc.stdout):
                 if pipe is not None:
@@ -622,7 +646,7 @@ class _SourceInput(_Input):
         if self._failed is None:
             self._failed = reason
 
-    def close(self) -> None:
+    def signal_stop(self) -> None:
         if self._source is not None:
             with contextlib.suppress(Exception):
                 self._source.close()
@@ -696,25 +720,64 @@ class _HttpStream:
             with contextlib.suppress(OSError):
                 sock.close()
 
+    def _connect(self, host: str, port: int) -> socket.socket:
+        """Connect without blocking `close()`: the socket is registered before anything can block on it,
+        and the TCP handshake is awaited in short slices that check for a close."""
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)  # the one wait we cannot cut
+        last: OSError = OSError(f"no address for {host}")
+        for family, kind, proto, _, addr in infos:
+            sock = socket.socket(family, kind, proto)
+            with self._lock:
+                if self._closed:
+                    sock.close()
+                    raise _HttpError("closed")
+                self._sock = sock
+            try:
+                self._handshake(sock, addr)
+                return sock
+            except TimeoutError:
+                self._drop()
+                raise
+            except OSError as e:
+                self._drop()
+                last = e
+        raise last
+
+    def _handshake(self, sock: socket.socket, addr) -> None:
+        sock.setblocking(False)
+        err = sock.connect_ex(addr)
+        deadline = time.monotonic() + self.timeout
+        while err in (errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EALREADY):
+            if self._closed:
+                raise _HttpError("closed")
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("connect timed out")
+            _, writable, _ = select.select([], [sock], [], min(left, 0.1))
+            if writable:
+                err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err:
+            raise OSError(err, os.strerror(err))
+        sock.settimeout(self.timeout)
+
     def _request(self, url: str) -> tuple[int, dict[str, str], bytes]:
         parts = urllib.parse.urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise _HttpError(f"not an http(s) URL: {url!r}")
         port = parts.port or (443 if parts.scheme == "https" else 80)
         try:
-            sock = socket.create_connection((parts.hostname, port), timeout=self.timeout)
+            sock = self._connect(parts.hostname, port)
             if parts.scheme == "https":
                 ctx = self._ssl or ssl.create_default_context()
                 sock = ctx.wrap_socket(sock, server_hostname=parts.hostname)
+                with self._lock:
+                    self._sock = sock
+        except _HttpError:
+            raise
         except TimeoutError as e:
             raise _HttpError(f"cannot connect to {parts.hostname}:{port}: timed out") from e
         except OSError as e:
             raise _HttpError(f"cannot connect to {parts.hostname}:{port}: {e.strerror or e}") from e
-        with self._lock:
-            if self._closed:
-                sock.close()
-                raise _HttpError("closed")
-            self._sock = sock
         path = parts.path or "/"
         if parts.query:
             path += "?" + parts.query
@@ -734,7 +797,7 @@ class _HttpStream:
                 if len(head) > self.MAX_HEADER:
                     raise _HttpError("response headers too long")
         except TimeoutError as e:
-            raise _HttpError(f"no response within {self.timeout} s") from e
+            raise _HttpError(f"stalled: no response within {self.timeout} s") from e
         except UnicodeEncodeError as e:
             raise _HttpError(f"bad characters in URL {url!r}") from e
         except OSError as e:

@@ -297,3 +297,46 @@ def test_shoutcast_icy_status_line_is_accepted(media, relay):
         stop.set()
         t.join(5)
         lsock.close()
+
+
+@pytest.fixture
+def mute_listener():
+    """A TCP port that accepts connections (kernel backlog) but never answers: a hung server."""
+    import socket
+
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(8)
+    yield f"http://127.0.0.1:{lsock.getsockname()[1]}/live"
+    lsock.close()
+
+
+def test_server_that_never_answers_counts_as_stalled(mute_listener, media, relay, switches):
+    t0 = time.monotonic()
+    src = relay([mute_listener], media["fallback"])
+    _, to, reason, at = switches.wait_for(lambda f, t, r, _: f == mute_listener)
+    assert reason.startswith("stalled") and to.startswith("file://")
+    assert at - t0 < 2 * FAST.stall_s + 0.5
+    with Player(src) as player:
+        player.wait_for_freq(660)
+
+
+@pytest.mark.parametrize("state", ["playing", "hung-connect", "failing-over"])
+def test_close_is_quick_so_an_alert_is_not_kept_waiting(server, media, mute_listener, switches, state):
+    add_stream(server, "live", media["mp3"])
+    urls = {
+        "playing": [server.url("live")],
+        "hung-connect": [mute_listener],
+        "failing-over": [mute_listener, server.url("live")],
+    }[state]
+    src = open_stream(StreamSpec(tuple(urls), media["fallback"]), RATE, on_switch=switches, timings=FAST)
+    if state == "playing":
+        with Player(src) as player:
+            player.wait_for_freq(440)
+    elif state == "failing-over":
+        switches.wait_for(lambda f, t, r, _: f == mute_listener)
+    t = time.monotonic()
+    src.close()
+    assert time.monotonic() - t < 0.5
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("loa-relay")]
+    assert ffmpeg_children() == []
