@@ -198,10 +198,10 @@ class Chain:
             peak = peak_bound if peak_bound is not None else max(float(block.max()), -float(block.min()))
             # The margin covers float32 rounding of each product: the cast below can never exceed the cap.
             if peak * scale <= limiter._cap_f * (1.0 - 1e-6):  # False for NaN: the full path handles it
-                out = np.empty(len(block), dtype=np.int16)
-                # Scale and cast in one pass (truncation toward zero never increases a magnitude).
-                np.multiply(block, np.float32(scale), out=out, casting="unsafe")
-                return out
+                # In place then cast: measured cheaper than one multiply with an int16 output (numpy buffers
+                # casting ufunc loops). Truncation toward zero never increases a magnitude.
+                np.multiply(block, np.float32(scale), out=block)
+                return block.astype(np.int16)
         gain.apply(block)
         fade.apply(block)
         np.multiply(block, np.float32(INT16_SCALE), out=block)
