@@ -222,7 +222,7 @@ class Runtime:
             if self.reporter is not None:
                 st = self.station.status()
                 self.reporter.state_changed(cmd.state, cmd.detail, item=st.item_ref, gain_db=st.gain_db)
-            if self.notifier:
+            if self.notifier and self._ready.is_set():  # READY=1 must be systemd's first word from us
                 self.notifier.status(f"{cmd.state} {cmd.detail}".strip())
 
     def _on_inbound(self, msg: Inbound) -> None:

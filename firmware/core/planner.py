@@ -233,7 +233,8 @@ class Planner:
             s_left = self.policy.max_session_minutes * 60 - (0.0 if new_session else session_used)
             d_left = self.policy.max_minutes_per_day * 60 - day_used
             allowed = min(planned, s_left, d_left)
-            if allowed < MIN_PLAY_S:
+            shortest = min(MIN_PLAY_S, planned)  # a short jingle is not a "cut to nothing"
+            if allowed < shortest - 1e-9:
                 which = "session" if s_left <= d_left else "daily"
                 limit = self.policy.max_session_minutes if which == "session" else self.policy.max_minutes_per_day
                 refuse(f"{which} limit of {limit:g} min reached")
@@ -245,8 +246,8 @@ class Planner:
 
             segs = self._fit_windows(c, p, occ, begin, allowed, w, reasons, req_end)
             played = sum(s.duration_s for s in segs)
-            if played < MIN_PLAY_S:
-                refuse(f"less than {MIN_PLAY_S:g} s left in the window")
+            if played < shortest - 1e-9:
+                refuse(f"less than {shortest:g} s left in the window")
                 continue
             out.extend(segs)
             if new_session:

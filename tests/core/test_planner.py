@@ -121,3 +121,8 @@ def test_plan_of_a_day_is_the_same_however_it_is_reached():
     for k in range(5, -1, -1):
         b.day(DAY + timedelta(days=k))
     assert a.day(DAY) == b.day(DAY)
+
+
+def test_a_programme_shorter_than_a_second_is_planned_not_refused():
+    (s,) = plan(policy(("05:30", "07:00", -6)), prog("jingle", "06:00", 0.5))
+    assert not s.refused and s.duration_s == 0.5
