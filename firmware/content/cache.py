@@ -168,8 +168,9 @@ class ContentCache:
         return str(path) if path is not None else None
 
     def usage(self) -> CacheUsage:
+        """`bytes` counts unfinished downloads too: they take the same disk."""
         with self._lock:
-            total = sum(e.size for e in self._entries.values())
+            total = self._used()
             kept = self._kept()
             pinned = sum(e.size for s, e in self._entries.items() if s in kept)
             return CacheUsage(total, len(self._entries), pinned, self._effective_quota)
@@ -247,6 +248,20 @@ class ContentCache:
             )
             return freed
 
+    def prune_partials(self, keep: Iterable[str]) -> int:
+        """Delete downloads in progress of files no longer needed; return how many were deleted."""
+        keep = set(keep)
+        n = 0
+        with self._lock:
+            for path in self._partial.glob("*.part"):
+                if path.name[:-5] not in keep and path.name[:-5] not in self._holds:
+                    with contextlib.suppress(OSError):
+                        path.unlink()
+                        n += 1
+        if n:
+            log.info("content cache: %d unfinished download(s) no longer needed, deleted", n)
+        return n
+
     def evict(self, sha256: str) -> bool:
         with self._lock:
             if sha256 not in self._entries:
@@ -287,7 +302,16 @@ class ContentCache:
         return set(self._pinned) | set(self._holds)
 
     def _used(self) -> int:
-        return sum(e.size for e in self._entries.values())
+        """Bytes on disk: verified objects plus downloads in progress (they fill the same SD card)."""
+        return sum(e.size for e in self._entries.values()) + self._partial_bytes()
+
+    def _partial_bytes(self) -> int:
+        total = 0
+        with contextlib.suppress(OSError), os.scandir(self._partial) as it:
+            for entry in it:
+                with contextlib.suppress(OSError):
+                    total += entry.stat().st_size
+        return total
 
     def _trim(self, keep: set[str]) -> None:
         if not self._evict_until(self._effective_quota, keep=keep):

@@ -142,7 +142,7 @@ class Fetcher:
             have = 0
         if size is not None and have == size:
             return self._commit(url, sha256, part, size, resumed=True)
-        if size is not None and not self.cache.make_room(size, keep={sha256}):
+        if size is not None and not self.cache.make_room(size - have, keep={sha256}):
             usage = self.cache.usage()
             raise FetchError(
                 url,

@@ -141,6 +141,7 @@ class Prefetcher:
                     if sha not in fresh:
                         del table[sha]
         self._pin()
+        self.cache.prune_partials(fresh)
         for need in sorted(added, key=lambda n: n.due):
             state = "ready" if need.sha256 in self.cache else "queued"
             self._report(need.sha256, state, need.url)

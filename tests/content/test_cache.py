@@ -128,3 +128,16 @@ def test_corruption_on_disk_is_caught_by_verify(cache):
 def test_quota_must_be_positive(tmp_path):
     with pytest.raises(ValueError, match="quota must be > 0"):
         ContentCache(tmp_path / "c", quota_bytes=0)
+
+
+def test_unfinished_downloads_count_against_the_quota_and_can_be_pruned(tmp_path):
+    cache = ContentCache(tmp_path / "c", quota_bytes=3000, wall=Ticker())
+    (a, sa), (_, sb), (_, sc) = payload(1000, 1), payload(10, 2), payload(10, 3)
+    put(cache, a, sa)
+    cache.partial_path(sb).write_bytes(b"x" * 1500)
+    cache.partial_path(sc).write_bytes(b"y" * 100)
+    assert cache.usage().bytes == 2600
+    assert cache.make_room(400) and sa in cache
+    assert cache.make_room(1400) and sa not in cache  # the partial's bytes are real: a had to go
+    assert cache.prune_partials(keep=[sc]) == 1
+    assert not cache.partial_path(sb).exists() and cache.partial_path(sc).exists()

@@ -206,3 +206,12 @@ def test_needs_come_from_the_plan_of_the_next_hours():
         (sha, 10, at(2026, 3, 2, 6, 0)),
         (sha, 10, at(2026, 3, 3, 6, 0)),
     ]
+
+
+def test_unfinished_download_of_a_dropped_programme_is_deleted(server, prefetch, statuses, cache):
+    _, s_old = payload(5000, 1)
+    cache.partial_path(s_old).write_bytes(b"half")
+    new, s_new = payload(1000, 2)
+    prefetch.set_needs([need(server, "new", new, s_new, 1)])
+    statuses.wait_for(s_new, "ready")
+    assert not cache.partial_path(s_old).exists()
