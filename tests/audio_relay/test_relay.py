@@ -340,3 +340,28 @@ def test_close_is_quick_so_an_alert_is_not_kept_waiting(server, media, mute_list
     assert time.monotonic() - t < 0.5
     assert not [t.name for t in threading.enumerate() if t.name.startswith("loa-relay")]
     assert ffmpeg_children() == []
+
+
+def test_from_silence_back_to_a_stream_once_it_returns(server, media, relay, switches):
+    live = add_stream(server, "live", media["mp3"])
+    live.status = 503
+    src = relay([server.url("live")])
+    with Player(src) as player:
+        switches.wait_for(lambda f, t, r, _: f == server.url("live") and t is None)
+        player.wait_for_silence()
+        live.status = 200
+        _, _, reason, _ = switches.wait_for(lambda f, t, r, _: f is None and t == server.url("live") and r != "start")
+        player.wait_for_freq(440)
+    assert reason == "recovered"
+
+
+def test_undecodable_fallback_file_ends_in_reported_silence(server, relay, switches, tmp_path):
+    bad = tmp_path / "fallback.mp3"
+    bad.write_bytes(b"this is not audio at all " * 100)
+    server.add("a", status=503)
+    src = relay([server.url("a")], str(bad))
+    with Player(src) as player:
+        _, _, reason, _ = switches.wait_for(lambda f, t, r, _: f == f"file://{bad}" and t is None)
+        player.wait_for_silence()
+        assert player.errors == []
+    assert "decoder exited" in reason
