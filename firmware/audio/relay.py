@@ -219,8 +219,14 @@ class RelaySource:
         if index > n and new is None:
             reason = f"{reason}; nothing left to play: silence"
         with self._lock:
-            self._active = new
-            self._index = index
+            closed = self._closed
+            if not closed:
+                self._active = new
+                self._index = index
+        if closed:  # close() ran meanwhile and cannot see this input: stop it here
+            if new is not None:
+                new.close()
+            return
         if index > 0:
             self._schedule_recheck()
         self._report(from_label, new.label if new is not None else None, reason)
@@ -259,7 +265,12 @@ class RelaySource:
             log.info("relay: next re-check in %.0f s", self._recheck_interval)
 
     def _start_probe(self) -> None:
-        self._probe = self._stream_input(self._urls[self._probe_index])
+        probe = self._stream_input(self._urls[self._probe_index])
+        with self._lock:
+            if not self._closed:
+                self._probe = probe
+                return
+        probe.close()
 
     def _promote(self, probe: _Input) -> None:
         old = self._active
@@ -287,7 +298,8 @@ class RelaySource:
         return _FileInput(path, self.rate, self.timings, self._monotonic)
 
     def _report(self, from_label: str | None, to_label: str | None, reason: str) -> None:
-        log.warning("relay: switch %s -> %s: %s", from_label or "(none)", to_label or "silence", reason)
+        level = logging.INFO if reason in ("start", "recovered") else logging.WARNING
+        log.log(level, "relay: switch %s -> %s: %s", from_label or "(none)", to_label or "silence", reason)
         if self._on_switch is None:
             return
         try:
