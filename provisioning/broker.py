@@ -1,8 +1,9 @@
 """The district broker's mosquitto config and ACL, generated from the district directory.
 
 Identity: every client presents a certificate from the district CA; with `use_identity_as_username` its CN is
-the MQTT username. A station's CN is its id (unique in the district); the district tools are `collector.{d}` and
-`sender.{d}` (a dot: never a station id).
+the MQTT username, and with `use_username_as_clientid` also its client id. A station's CN is its id (unique in the
+district); the district tools are `collector.{d}`, `sender.{d}` and further instances `collector-2.{d}`... (a dot:
+never a station id). One certificate per running tool instance: two connections with one CN share a client id.
 
 Authorisation: one explicit `user` block per station rather than `pattern` lines. A pattern can only substitute
 the whole username (`%u`), and the station's topic prefix needs both its commune and its id; a pattern such as
@@ -17,7 +18,6 @@ from pathlib import Path
 
 from provisioning.district import District
 from provisioning.fsutil import PRIVATE, replace_dir, staging_dir, write_file
-from provisioning.ids import account_cn
 from provisioning.station import stations
 
 STATION_WRITES = ("status", "telemetry", "report", "ack")
@@ -44,6 +44,7 @@ class Account:
     username: str
     writes: tuple[str, ...]
     reads: tuple[str, ...]
+    kind: str = "station"
 
 
 def station_account(d: str, c: str, s: str) -> Account:
@@ -59,15 +60,16 @@ def station_account(d: str, c: str, s: str) -> Account:
     )
 
 
-def collector_account(d: str) -> Account:
+def collector_account(d: str, username: str) -> Account:
     # mosquitto's acl_file checks a shared subscription ($share/<group>/<filter>) as <filter>, so this also
     # covers `$share/collectors/...` for a pool of collectors (tested).
-    return Account(account_cn("collector", d), writes=(), reads=(f"loa/v1/{d}/#",))
+    return Account(username, writes=(), reads=(f"loa/v1/{d}/#",), kind="collector")
 
 
-def sender_account(d: str) -> Account:
+def sender_account(d: str, username: str) -> Account:
     return Account(
-        account_cn("sender", d),
+        username,
+        kind="sender",
         writes=tuple(
             [f"loa/v1/{d}/{t}" for t in SCOPE_READS]
             + [f"loa/v1/{d}/+/{t}" for t in SCOPE_READS]
@@ -79,7 +81,8 @@ def sender_account(d: str) -> Account:
 
 def accounts(district: District) -> list[Account]:
     d = district.id
-    out = [collector_account(d), sender_account(d)]
+    tools = {"collector": collector_account, "sender": sender_account}
+    out = [tools[kind](d, cn) for kind, cn in district.tool_accounts() if kind in tools]
     out += [station_account(d, rec["commune"], rec["station"]) for rec in stations(district)]
     return out
 
@@ -138,6 +141,9 @@ def render_conf(district: District, opts: BrokerOptions, conf_dir: str, has_crl:
         "tls_version tlsv1.2",
         "require_certificate true",
         "use_identity_as_username true",
+        "# The client id is forced to the username: a stolen station key cannot connect as another station's",
+        "# client id and so knock it offline or take over its session.",
+        "use_username_as_clientid true",
     ]
     if has_crl:
         lines.append(f"crlfile {c}/crl.pem")

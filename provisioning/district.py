@@ -6,7 +6,7 @@
     DIR/ca/revoked.json        revoked certificates; DIR/ca/crl.pem is regenerated from it
     DIR/signing/<kid>.key/.pub Ed25519 keys that sign alerts, schedules and commands
     DIR/broker/server.*        broker server certificate
-    DIR/accounts/<kind>.*      client certificates of the district tools (collector, sender)
+    DIR/accounts/<kind>[-<n>].* client certificates of the district tools (collector, sender), one per instance
     DIR/stations/<id>/         one directory per provisioned station (see provisioning.station)
     DIR/revoked/<id>-<serial>/ stations whose certificate was revoked
 """
@@ -25,7 +25,7 @@ from pathlib import Path
 from provisioning import pki, signing
 from provisioning.errors import ProvisionError
 from provisioning.fsutil import replace_dir, staging_dir, write_file, write_private
-from provisioning.ids import ACCOUNT_KINDS, account_cn
+from provisioning.ids import ACCOUNT_KINDS, account_cn, account_name
 
 MARKER = "district.json"
 KIND = "loa-district"
@@ -139,8 +139,26 @@ class District:
     def private_key_path(self, kid: str) -> Path:
         return self.root / "signing" / f"{kid}.key"
 
-    def account_paths(self, kind: str) -> tuple[Path, Path]:
-        return self.root / "accounts" / f"{kind}.crt", self.root / "accounts" / f"{kind}.key"
+    def account_paths(self, kind: str, instance: str = "") -> tuple[Path, Path]:
+        name = account_name(kind, instance)
+        return self.root / "accounts" / f"{name}.crt", self.root / "accounts" / f"{name}.key"
+
+    def tool_accounts(self) -> list[tuple[str, str]]:
+        """(kind, CN) of every tool certificate in DIR/accounts/, read from the certificates themselves."""
+        out = []
+        for crt in sorted((self.root / "accounts").glob("*.crt")):
+            cert = pki.load_cert(crt.read_bytes())
+            out.append((pki.unit_of(cert), pki.cn_of(cert)))
+        return out
+
+    def issue_account(self, kind: str, instance: str) -> tuple[Path, Path]:
+        crt, key_path = self.account_paths(kind, instance)
+        if crt.exists():
+            raise ProvisionError(f"account {crt.stem} already exists ({crt})")
+        key, cert = pki.issue_client(self.authority(), self.id, account_cn(kind, self.id, instance), kind)
+        write_private(key_path, pki.key_pem(key))
+        write_file(crt, pki.cert_pem(cert))
+        return crt, key_path
 
     def default_policy_text(self) -> str:
         return (self.root / "policy.toml").read_text()

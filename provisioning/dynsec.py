@@ -39,7 +39,7 @@ def _acls(a: Account, district: str) -> list[dict]:
         kind = "subscribePattern" if _has_wildcard(t) else "subscribeLiteral"
         acls.append({"acltype": kind, "topic": t, "allow": True})
         acls.append({"acltype": "publishClientReceive", "topic": t, "allow": True})
-    if a.username.startswith("collector."):
+    if a.kind == "collector":
         # The plugin checks `$share/<group>/<filter>` as written, and district/collector.py subscribes with
         # `loa/v1/+/+/+/<kind>`: let the collector subscribe to any loa filter (shared or not); what it
         # receives is still only its district (publishClientReceive above).

@@ -34,8 +34,14 @@ def check_id(kind: str, value: str) -> str:
     return value
 
 
-def account_cn(kind: str, district: str) -> str:
-    """The certificate CN (= broker username) of a district tool account, e.g. `collector.lx`."""
+def account_name(kind: str, instance: str = "") -> str:
+    """The file name of a tool account: `collector`, or `collector-2` for a further instance."""
     if kind not in ACCOUNT_KINDS:
         raise ValueError(f"unknown account kind {kind!r} (expected one of {', '.join(ACCOUNT_KINDS)})")
-    return f"{kind}.{district}"
+    return f"{kind}-{instance}" if instance else kind
+
+
+def account_cn(kind: str, district: str, instance: str = "") -> str:
+    """The certificate CN (= broker username = MQTT client id) of a district tool account, e.g. `collector.lx`
+    or `collector-2.lx`. Each running instance of a tool needs its own (the broker forces client id = CN)."""
+    return f"{account_name(kind, instance)}.{district}"

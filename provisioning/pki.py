@@ -162,3 +162,8 @@ def crl_pem(crl: x509.CertificateRevocationList) -> bytes:
 
 def cn_of(cert: x509.Certificate) -> str:
     return cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+
+
+def unit_of(cert: x509.Certificate) -> str:
+    units = cert.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)
+    return units[0].value if units else ""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from firmware.cli_support import UsageError
 from provisioning.commands._common import add_district_dir, open_district, reports_errors
-from provisioning.station import DEFAULT_PRESET, StationParams, presets, provision, station_dir
+from provisioning.station import DEFAULT_PRESET, StationParams, provision, station_dir
 
 
 def register(subparsers) -> None:
@@ -35,7 +35,7 @@ def run(args) -> int:
     )
     problems = params.problems()
     if problems:
-        raise UsageError("; ".join(problems) + ("" if args.preset in presets() else ""))
+        raise UsageError("; ".join(problems))
     district = open_district(args)
     with district.locked():
         outcome = provision(district, params, rotate=args.rotate)

@@ -8,6 +8,7 @@ import os
 import pwd
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -51,6 +52,7 @@ class TlsBroker:
         self.port = free_port()
         self.mosq: Mosquitto | None = None
         self.probes: list[Probe] = []
+        self.cond = threading.Condition()
 
     def start(self) -> TlsBroker:
         conf = self.workdir / "conf"
@@ -86,7 +88,7 @@ class TlsBroker:
             self.mosq.stop()
 
     def client(self, cert: Path, key: Path, client_id: str) -> Probe:
-        p = Probe(self.port, self.district_dir / "ca/ca.crt", cert, key, client_id)
+        p = Probe(self.port, self.district_dir / "ca/ca.crt", cert, key, client_id, self.cond)
         self.probes.append(p)
         return p
 

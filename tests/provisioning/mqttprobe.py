@@ -13,11 +13,14 @@ TIMEOUT_S = 5.0
 
 
 class Probe:
-    def __init__(self, port: int, ca: Path, cert: Path, key: Path, client_id: str):
+    def __init__(
+        self, port: int, ca: Path, cert: Path, key: Path, client_id: str, cond: threading.Condition | None = None
+    ):
         self.port = port
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
         self.client.tls_set(ca_certs=str(ca), certfile=str(cert), keyfile=str(key))
-        self._cond = threading.Condition()
+        # probes of one test may share a condition, so a wait can watch several clients at once
+        self._cond = cond or threading.Condition()
         self.connack = None
         self.disconnected = False
         self.subacks: dict[int, list] = {}

@@ -172,3 +172,30 @@ def test_local_listener_lets_loopback_tools_watch_but_not_publish(district_dir, 
         finally:
             c.disconnect()
             c.loop_stop()
+
+
+def test_a_station_key_cannot_connect_as_another_station(fleet):
+    s2 = fleet.station("s2")
+    assert s2.connect()
+    tls = fleet.district_dir / "stations/s1/tls"
+    thief = fleet.client(tls / "station.crt", tls / "station.key", "s2")  # s1's key, s2's client id
+    assert thief.connect()  # the broker replaces the client id with the CN, s1
+    assert not s2.wait_for(lambda: s2.disconnected, timeout_s=QUIET_S)  # s2 is not kicked off
+    assert not thief.publish("loa/v1/lx/c1/s1/status", b"still s1").is_failure
+    assert thief.publish("loa/v1/lx/c1/s2/status", b"as s2").value == NOT_AUTHORIZED
+
+
+def test_each_tool_instance_has_its_own_certificate_and_they_coexist(fleet, district_dir):
+    assert cli("account", "--district-dir", district_dir, "--kind", "collector", "--instance", "2") == 0
+    fleet.restart()  # broker-config picks up the new account
+    first, second = fleet.account("collector"), fleet.account("collector-2")
+    assert first.connect() and second.connect()
+    for c in (first, second):
+        assert _granted(c.subscribe("$share/collectors/loa/v1/+/+/+/status"))
+    s1 = fleet.station("s1")
+    assert s1.connect()
+    for n in range(6):
+        assert not s1.publish("loa/v1/lx/c1/s1/status", str(n).encode()).is_failure
+    got = lambda: len(first.received("loa/v1/lx/c1/s1/status")) + len(second.received("loa/v1/lx/c1/s1/status"))  # noqa: E731
+    assert first.wait_for(lambda: got() == 6)  # shared: each message to exactly one of the pool
+    assert not first.disconnected and not second.disconnected
