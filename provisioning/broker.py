@@ -17,9 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from provisioning.district import District
+from provisioning.errors import ProvisionError
 from provisioning.fsutil import PRIVATE, replace_dir, staging_dir, write_file
 from provisioning.station import stations
 
+CONF_HEADER = "# mosquitto config for the loa district broker of"
 STATION_WRITES = ("status", "telemetry", "report", "ack")
 STATION_READS_OWN = ("alert", "schedule", "cmd")
 SCOPE_READS = ("alert", "schedule")
@@ -111,7 +113,7 @@ def render_conf(district: District, opts: BrokerOptions, conf_dir: str, has_crl:
     c = conf_dir.rstrip("/")
     bind = f" {opts.bind}" if opts.bind else ""
     lines = [
-        f"# mosquitto config for the loa district broker of {district.id}: written by loa-provision broker-config.",
+        f"{CONF_HEADER} {district.id}: written by loa-provision broker-config.",
         "# Every client authenticates with a certificate of the district CA; its CN is its username.",
         "per_listener_settings true",
         "persistence true",
@@ -159,9 +161,18 @@ def render_conf(district: District, opts: BrokerOptions, conf_dir: str, has_crl:
     return "\n".join(lines) + "\n"
 
 
+def _is_ours(out: Path) -> bool:
+    conf = out / "mosquitto.conf"
+    return conf.is_file() and conf.read_text(errors="replace").startswith(CONF_HEADER)
+
+
 def write_broker_config(district: District, out: Path, opts: BrokerOptions) -> list[str]:
     """Write mosquitto.conf, acl, certificates (and crl.pem, acl-local) into `out`, replacing it whole."""
     out = Path(out)
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not _is_ours(out))):
+        raise ProvisionError(
+            f"{out} exists and was not written by broker-config: refusing to replace it (give an empty or new directory)"
+        )
     conf_dir = opts.conf_dir or str(out.resolve())
     if district.revoked():
         # Re-sign so the CRL is fresh: OpenSSL refuses every client once a CRL's nextUpdate has passed.

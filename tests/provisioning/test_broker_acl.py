@@ -199,3 +199,15 @@ def test_each_tool_instance_has_its_own_certificate_and_they_coexist(fleet, dist
     got = lambda: len(first.received("loa/v1/lx/c1/s1/status")) + len(second.received("loa/v1/lx/c1/s1/status"))  # noqa: E731
     assert first.wait_for(lambda: got() == 6)  # shared: each message to exactly one of the pool
     assert not first.disconnected and not second.disconnected
+
+
+def test_broker_config_never_replaces_a_directory_it_did_not_write(district_dir, tmp_path, capsys):
+    out = tmp_path / "etc-mosquitto"
+    out.mkdir()
+    (out / "mosquitto.conf").write_text("# the admin's own broker\nlistener 1883\n")
+    assert cli("broker-config", "--district-dir", district_dir, "--out", out) == 1
+    assert "refusing to replace it" in capsys.readouterr().err
+    assert [p.name for p in out.iterdir()] == ["mosquitto.conf"]
+    fresh = tmp_path / "fresh"
+    assert cli("broker-config", "--district-dir", district_dir, "--out", fresh) == 0
+    assert cli("broker-config", "--district-dir", district_dir, "--out", fresh) == 0  # its own output: replaced
