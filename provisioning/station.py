@@ -185,6 +185,7 @@ def provision(district: District, p: StationParams, *, rotate: bool = False) -> 
 
 
 def refresh(district: District, p: StationParams, final: Path) -> str:
+    """Re-render config and trust anchors from the district state, keeping key and certificate."""
     before = tree_snapshot(final)
     with staging_dir(final) as tmp:
         for rel in ("station.json", "tls/station.key", "tls/station.crt"):
