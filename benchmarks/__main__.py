@@ -29,7 +29,11 @@ def main(argv: list[str]) -> int:
         print(f"== {name}", flush=True)
         try:
             worst = max(worst, int(importlib.import_module(f"benchmarks.{name}").main([]) or 0))
-        except (Exception, SystemExit) as e:  # one broken benchmark must not hide the others' figures
+        except SystemExit as e:  # a benchmark that exits (e.g. a missing tool) must not end the table
+            if e.code not in (0, None):
+                print(f"{name}: stopped: {e.code}", flush=True)
+                worst = max(worst, 1)
+        except Exception as e:  # one broken benchmark must not hide the others' figures
             print(f"{name}: failed: {type(e).__name__}: {e}", flush=True)
             worst = max(worst, 1)
     return worst
