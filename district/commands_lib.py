@@ -52,7 +52,12 @@ def command_bytes(command: Command) -> bytes:
 
 
 class OutcomeWaiter:
-    """Collects the station's acks of one command id (from paho's thread) until a final state arrives."""
+    """Collects the station's acks of one command id (from paho's thread) until a final state arrives.
+
+    A station never echoes an id it could not verify (unknown key, bad signature...): it acks `rejected` with
+    an empty ref. Such an ack from the station while we wait is taken as the answer to our command (`anonymous`
+    says so), since nothing else is being sent to that station's cmd topic by us.
+    """
 
     def __init__(self, ref: str, station: Scope):
         self.ref = ref
@@ -62,7 +67,9 @@ class OutcomeWaiter:
 
     def on_message(self, msg: Message) -> None:
         ack = parse_ack_message(msg)
-        if ack is None or ack.ref != self.ref or ack.station != self.station:
+        if ack is None or ack.station != self.station:
+            return
+        if ack.ref != self.ref and not (ack.ref == "" and ack.state == "rejected"):
             return
         with self.cond:
             self.acks.append(ack)
@@ -70,6 +77,12 @@ class OutcomeWaiter:
 
     def final(self) -> AckPayload | None:
         return next((a for a in self.acks if a.state in FINAL_STATES), None)
+
+    @property
+    def anonymous(self) -> bool:
+        """The final ack carries no ref: the station could not verify the message it refused."""
+        final = self.final()
+        return final is not None and final.ref == ""
 
     def wait(self, timeout_s: float) -> AckPayload | None:
         with self.cond:

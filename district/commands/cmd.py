@@ -97,5 +97,7 @@ def run(args) -> int:
         print(f"{command.id}: no answer from {scope} within {args.wait:g} s (offline? commands are not queued)")
         return EXIT_SILENT
     reason = f": {ack.reason}" if ack.reason else ""
+    if waiter.anonymous:
+        reason += " (the station could not verify the message, so its ack names no command id)"
     print(f"{command.id}: {ack.state}{reason}")
     return EXIT_OK if ack.state == "done" else EXIT_BAD
