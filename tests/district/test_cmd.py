@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -123,13 +123,13 @@ def test_bad_arguments_exit_2(args, expected, capsys):
 
 
 def test_the_payload_is_the_station_model_with_a_unique_id_and_offset():
-    now = datetime(2026, 11, 26, 10, 30, tzinfo=datetime.now().astimezone().tzinfo)
+    now = datetime(2026, 11, 26, 10, 30, tzinfo=timezone(timedelta(hours=7)))
     scope = Scope.parse(STATION)
     a = commands_lib.build_command(scope, "gain", now, offset_db=-6)
     b = commands_lib.build_command(scope, "gain", now, offset_db=-6)
     assert a.id != b.id and a.id.startswith("tram-01-cmd-20261126T103000-")
     data = json.loads(commands_lib.command_bytes(a))
-    assert data == {"id": a.id, "issued": now.isoformat(), "target": STATION, "cmd": "gain", "offset_db": -6.0}
+    assert data == {"id": a.id, "issued": "2026-11-26T10:30:00+07:00", "target": STATION, "cmd": "gain", "offset_db": -6.0}
     assert Command.model_validate(data) == a
     assert "offset_db" not in json.loads(commands_lib.command_bytes(commands_lib.build_command(scope, "mute", now)))
     with pytest.raises(ValueError, match="needs a UTC offset"):
