@@ -195,3 +195,8 @@ def test_a_stream_without_the_relay_module_or_urls_is_a_source_error():
     except SourceError:
         return
     src.close()  # the relay is installed and accepted it: it is then the relay's contract to test
+
+
+def test_a_language_espeak_does_not_know_is_reported_with_its_message():
+    with pytest.raises(SourceError, match="espeak-ng produced no audio: .*voice does not exist"):
+        open_source(SpeechSpec("xin chào", lang="zz"), RATE)
