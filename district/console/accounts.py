@@ -1,0 +1,162 @@
+"""Staff accounts of the console: scrypt password hashes, sessions, CSRF tokens, login rate limiting.
+
+Passwords are stored as `scrypt$n$r$p$<salt hex>$<hash hex>` (hashlib.scrypt, 16-byte random salt, n=2**14,
+r=8, p=1: about 16 MiB and 50 ms per check, cheap for a login, expensive for a guesser with a stolen database).
+Sessions live in memory: a console restart logs everybody out, which is acceptable for a few district staff and
+means no session token ever touches the disk. Each session has its own CSRF token; forms carry it and every
+POST is checked with hmac.compare_digest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
+SALT_BYTES = 16
+HASH_BYTES = 32
+MIN_PASSWORD = 8
+NAME_MAX = 64
+
+
+def hash_password(password: str, *, n: int = SCRYPT_N, r: int = SCRYPT_R, p: int = SCRYPT_P) -> str:
+    salt = secrets.token_bytes(SALT_BYTES)
+    digest = hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p, dklen=HASH_BYTES)
+    return f"scrypt${n}${r}${p}${salt.hex()}${digest.hex()}"
+
+
+def verify_password(password: str, stored: str) -> bool:
+    """True when `password` matches `stored`; False for a wrong password or a malformed record."""
+    try:
+        scheme, n, r, p, salt, digest = stored.split("$")
+        if scheme != "scrypt":
+            return False
+        want = bytes.fromhex(digest)
+        got = hashlib.scrypt(
+            password.encode(), salt=bytes.fromhex(salt), n=int(n), r=int(r), p=int(p), dklen=len(want)
+        )
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(got, want)
+
+
+def check_new_password(password: str) -> str | None:
+    """A reason to refuse a new password, or None."""
+    if len(password) < MIN_PASSWORD:
+        return f"a password needs at least {MIN_PASSWORD} characters"
+    return None
+
+
+def check_name(name: str) -> str | None:
+    if not name or len(name) > NAME_MAX or not all(ch.isalnum() or ch in "._-" for ch in name):
+        return f"user name {name!r}: 1-{NAME_MAX} letters, digits, '.', '_' or '-'"
+    return None
+
+
+@dataclass
+class Session:
+    token: str
+    user: str
+    csrf: str
+    expires: float
+    created: float = field(default=0.0)
+
+
+class Sessions:
+    """Random session tokens (32 bytes, url-safe) with an absolute lifetime and an idle timeout."""
+
+    def __init__(self, *, lifetime_s: float = 12 * 3600, idle_s: float = 2 * 3600,
+                 now: Callable[[], float] = time.time):
+        self.lifetime_s = lifetime_s
+        self.idle_s = idle_s
+        self._now = now
+        self._lock = threading.Lock()
+        self._by_token: dict[str, tuple[Session, float]] = {}  # token -> (session, last used)
+
+    def create(self, user: str) -> Session:
+        now = self._now()
+        s = Session(secrets.token_urlsafe(32), user, secrets.token_urlsafe(32), now + self.lifetime_s, now)
+        with self._lock:
+            self._prune(now)
+            self._by_token[s.token] = (s, now)
+        return s
+
+    def get(self, token: str | None) -> Session | None:
+        if not token:
+            return None
+        now = self._now()
+        with self._lock:
+            entry = self._by_token.get(token)
+            if entry is None:
+                return None
+            s, used = entry
+            if now >= s.expires or now - used >= self.idle_s:
+                del self._by_token[token]
+                return None
+            self._by_token[token] = (s, now)
+            return s
+
+    def end(self, token: str | None) -> None:
+        with self._lock:
+            self._by_token.pop(token or "", None)
+
+    def end_user(self, user: str) -> None:
+        with self._lock:
+            for t in [t for t, (s, _) in self._by_token.items() if s.user == user]:
+                del self._by_token[t]
+
+    def _prune(self, now: float) -> None:
+        dead = [t for t, (s, used) in self._by_token.items() if now >= s.expires or now - used >= self.idle_s]
+        for t in dead:
+            del self._by_token[t]
+
+
+def csrf_ok(expected: str, given: str | None) -> bool:
+    return bool(given) and hmac.compare_digest(expected.encode(), (given or "").encode())
+
+
+class LoginLimiter:
+    """At most `attempts` failed logins per `window_s`, counted per client address and per user name.
+
+    Both keys: a guesser spreading over many names from one address is stopped, and so is one hammering a
+    single name from many addresses. A success does not erase the failures (it would let a guesser who knows
+    one password reset the count)."""
+
+    def __init__(self, *, attempts: int = 5, window_s: float = 300.0, now: Callable[[], float] = time.time):
+        self.attempts = attempts
+        self.window_s = window_s
+        self._now = now
+        self._lock = threading.Lock()
+        self._fails: dict[str, deque[float]] = {}
+
+    def _recent(self, key: str, now: float) -> deque[float]:
+        q = self._fails.setdefault(key, deque())
+        while q and now - q[0] >= self.window_s:
+            q.popleft()
+        return q
+
+    def retry_after(self, ip: str, user: str) -> float:
+        """Seconds until a login may be tried again; 0 when allowed now."""
+        now = self._now()
+        with self._lock:
+            wait = 0.0
+            for key in (f"ip:{ip}", f"user:{user.lower()}"):
+                q = self._recent(key, now)
+                if len(q) >= self.attempts:
+                    wait = max(wait, q[0] + self.window_s - now)
+            return wait
+
+    def failed(self, ip: str, user: str) -> None:
+        now = self._now()
+        with self._lock:
+            for key in (f"ip:{ip}", f"user:{user.lower()}"):
+                self._recent(key, now).append(now)
+            if len(self._fails) > 10000:  # a flood of made-up names: forget the oldest keys
+                for key in list(self._fails)[:5000]:
+                    del self._fails[key]

@@ -1,0 +1,300 @@
+"""What the console does, without HTTP: read the fleet, send and cancel alerts, follow acks.
+
+The HTTP layer (`server.py`) only parses forms and renders; every decision and every side effect is here, so
+tests can drive it directly. Sending goes through `district.alerts` (the same payloads, signatures and retained
+publication as `loa-district alert`/`cancel`). Acks arrive on the console's own MQTT subscription and are stored
+in the collector's `acks` table (deduplicated by station, alert and state).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from district import alerts
+from district.console.store import ConsoleStore, SentAlert
+from district.db import DistrictDb, StationRow
+from district.mqtt import DistrictClient, Message, MqttError
+from firmware.protocol.alert import AudioRef, describe_errors
+from firmware.protocol.keys import SigningKey
+from firmware.protocol.reports import StationIds
+from firmware.protocol.topics import Scope, TopicError
+
+log = logging.getLogger(__name__)
+
+STATUSES = ("test", "exercise", "actual")
+SEVERITIES = ("extreme", "severe", "moderate", "minor", "unknown")
+EXPIRIES = {"15m": 900, "30m": 1800, "1h": 3600, "2h": 7200, "6h": 21600}
+ACK_STATES = ("received", "playing", "done", "failed", "rejected")
+ACK_RANK = {"received": 1, "accepted": 1, "playing": 2, "done": 3, "failed": 3, "rejected": 3}
+MAX_TEXT = 2000
+MAX_HEADLINE = 200
+DAY = 86400.0
+
+
+class FormError(ValueError):
+    """Bad input from a form: `key` is an i18n catalogue key, `params` fill its placeholders."""
+
+    def __init__(self, key: str, **params):
+        super().__init__(key)
+        self.key = key
+        self.params = params
+
+
+@dataclass(frozen=True, slots=True)
+class ScopeChoice:
+    scope: str
+    level: str  # district | commune | station
+    stations: int
+    online: int
+
+
+@dataclass
+class Draft:
+    """A validated alert not yet sent (an actual alert waits for its typed confirmation)."""
+
+    status: str
+    scope: Scope
+    text: str
+    headline: str
+    severity: str
+    expires: str
+    audio: AudioRef | None = None
+    audio_name: str = ""
+    stations: list[StationRow] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class StationAck:
+    sid: str
+    state: str | None  # the latest state, None: nothing yet
+    states: tuple[str, ...]
+    reason: str
+
+
+class Console:
+    def __init__(
+        self,
+        db: DistrictDb,
+        store: ConsoleStore,
+        key: SigningKey,
+        client: DistrictClient | None,
+        *,
+        content_dir: str | Path | None = None,
+        content_base_url: str | None = None,
+        now: Callable[[], float] = time.time,
+    ):
+        self.db = db
+        self.store = store
+        self.key = key
+        self.client = client
+        self.content_dir = Path(content_dir) if content_dir else None
+        self.content_base_url = content_base_url
+        self._now = now
+
+    # -- MQTT ------------------------------------------------------------------------------------------------
+
+    def follow_acks(self) -> None:
+        """Subscribe to every station's acks (called once the client is connected)."""
+        if self.client is not None:
+            self.client.subscribe(["loa/v1/+/+/+/ack"], self.on_ack)
+
+    def on_ack(self, msg: Message) -> None:
+        ack = alerts.parse_ack_message(msg)
+        if ack is None:
+            return
+        s = ack.scope
+        self.db.add_ack(StationIds(s.district, s.commune, s.station), ack.ref, ack.state, ack.reason,
+                        ack.at.timestamp(), self._now())
+
+    # -- the fleet -------------------------------------------------------------------------------------------
+
+    def stations(self) -> list[StationRow]:
+        return self.db.stations()
+
+    def station(self, sid: str) -> StationRow | None:
+        return next((s for s in self.db.stations() if s.sid == sid), None)
+
+    def fleet(self) -> list[dict]:
+        now = self._now()
+        out = []
+        for s in self.db.stations():
+            tele = self.db.last_telemetry(s.sid)
+            last = self.db.last_played(s.sid)
+            faults = []
+            if tele and tele[1] == "fault":
+                faults.append(tele[2] or "fault")
+            failed = self.db.failures_since(s.sid, now - 7 * DAY)
+            out.append({
+                "row": s,
+                "uptime_s": tele[3].get("uptime_s") if tele else None,
+                "up_24h": self.db.uptime(s.sid, now - DAY, now),
+                "up_7d": self.db.uptime(s.sid, now - 7 * DAY, now),
+                "last": last,
+                "faults": faults,
+                "failed_7d": failed,
+                "tele_state": tele[1] if tele else None,
+            })
+        return out
+
+    def playlog(self, sid: str, limit: int = 100) -> list[tuple]:
+        return self.db.query(
+            "SELECT COALESCE(actual_start, requested_start), item_kind, title, ref, level, played_s, requested_s,"
+            " result, reason FROM playlog WHERE sid = ? ORDER BY COALESCE(actual_start, requested_start) DESC"
+            " LIMIT ?",
+            (sid, limit),
+        )
+
+    def daily_uptime(self, sid: str, days: int = 14) -> list[tuple[float, float | None]]:
+        """(start of day, share online) for the last `days` days, oldest first (days in local time)."""
+        now = self._now()
+        today = datetime.fromtimestamp(now).astimezone().replace(hour=0, minute=0, second=0, microsecond=0)
+        out = []
+        for i in range(days - 1, -1, -1):
+            lo = (today - timedelta(days=i)).timestamp()
+            hi = min(now, lo + DAY)
+            out.append((lo, self.db.uptime(sid, lo, hi) if hi > lo else None))
+        return out
+
+    def scope_choices(self) -> list[ScopeChoice]:
+        stations = self.db.stations()
+        groups: dict[tuple[str, str], list[StationRow]] = {}
+        for s in stations:
+            groups.setdefault(("district", s.district), []).append(s)
+            groups.setdefault(("commune", f"{s.district}/{s.commune}"), []).append(s)
+            groups.setdefault(("station", s.sid), []).append(s)
+        order = {"district": 0, "commune": 1, "station": 2}
+        return [
+            ScopeChoice(scope, level, len(rows), sum(r.state == "online" for r in rows))
+            for (level, scope), rows in sorted(groups.items(), key=lambda kv: (kv[0][1], order[kv[0][0]]))
+        ]
+
+    def stations_in(self, scope: Scope) -> list[StationRow]:
+        return [s for s in self.db.stations() if scope.contains(Scope(s.district, s.commune, s.station))]
+
+    # -- alerts ----------------------------------------------------------------------------------------------
+
+    def draft(self, *, status: str, scope: str, text: str, headline: str = "", severity: str = "unknown",
+              expires: str = "30m", audio_file: Path | None = None, audio_name: str = "") -> Draft:
+        """Validate a form; raises FormError with a catalogue key."""
+        if status not in STATUSES:
+            raise FormError("err_status")
+        try:
+            sc = Scope.parse(scope.strip())
+        except TopicError:
+            raise FormError("err_scope_unknown", scope=scope) from None
+        stations = self.stations_in(sc)
+        if not stations or str(sc) not in {c.scope for c in self.scope_choices()}:
+            raise FormError("err_scope_unknown", scope=scope)
+        text = text.strip()
+        headline = headline.strip()
+        if severity not in SEVERITIES:
+            raise FormError("err_severity")
+        if expires not in EXPIRIES:
+            raise FormError("err_expires")
+        if len(text) > MAX_TEXT:
+            raise FormError("err_text_long", max=MAX_TEXT)
+        if len(headline) > MAX_HEADLINE:
+            raise FormError("err_headline_long", max=MAX_HEADLINE)
+        audio = None
+        if audio_file is not None:
+            if self.content_dir is None or not self.content_base_url:
+                raise FormError("err_no_content_dir")
+            try:
+                audio = alerts.audio_ref(audio_file, content_dir=self.content_dir,
+                                         content_base_url=self.content_base_url)
+            except (ValueError, OSError) as e:
+                log.warning("console: audio upload %r not stored: %s", audio_name, e)
+                raise FormError("err_audio_store") from None
+        if not text and audio is None:
+            raise FormError("err_text_empty")
+        d = Draft(status, sc, text, headline, severity, expires, audio, audio_name, stations)
+        self._build(d, datetime.now().astimezone(), None)  # the payload model's own checks, now
+        return d
+
+    @staticmethod
+    def _build(d: Draft, now: datetime, alert_id: str | None):
+        try:
+            return alerts.build_alert(
+                scope=d.scope, status=d.status, now=now, expires_in=timedelta(seconds=EXPIRIES[d.expires]),
+                text=d.text, audio=d.audio, severity=d.severity, headline=d.headline, alert_id=alert_id,
+            )
+        except ValidationError as e:
+            raise FormError("err_payload", detail=describe_errors(e)) from None
+
+    def send(self, d: Draft, *, user: str, ip: str) -> str:
+        """Sign, publish (waits for the broker's PUBACK), record and audit. Raises MqttError, FormError."""
+        if self.client is None:
+            raise MqttError("no broker connection")
+        now = datetime.now().astimezone()
+        payload = self._build(d, now, None)
+        try:
+            alerts.publish_alert(self.client, payload, self.key, now)
+        except MqttError as e:
+            self.store.audit(user, "alert-failed", status=d.status, scope=str(d.scope), alert_id=payload.id,
+                             detail=str(e), ip=ip)
+            raise
+        self.store.record_alert(
+            id=payload.id, status=d.status, scope=str(d.scope), headline=d.headline, text=d.text,
+            audio_url=d.audio.url if d.audio else "", issued=now.timestamp(), expires=payload.expires.timestamp(),
+            sent_by=user, expected=[s.sid for s in d.stations],
+        )
+        what = d.text[:200] if d.text else f"audio {d.audio_name} sha256 {d.audio.sha256}" if d.audio else ""
+        self.store.audit(user, "alert", status=d.status, scope=str(d.scope), alert_id=payload.id,
+                         detail=f"{len(d.stations)} stations; {what}", ip=ip)
+        log.info("console: %s sent %s alert %s to %s", user, d.status, payload.id, d.scope)
+        return payload.id
+
+    def cancel(self, alert_id: str, *, user: str, ip: str) -> str:
+        """Publish the cancel at once (no confirmation: stopping an alert must never wait). Returns its id."""
+        a = self.store.alert(alert_id)
+        if a is None:
+            raise FormError("err_alert_unknown", id=alert_id)
+        if self.client is None:
+            raise MqttError("no broker connection")
+        started = time.monotonic()
+        now = datetime.now().astimezone()
+        payload = alerts.build_cancel(alert_id, scope=Scope.parse(a.scope), status=a.status, now=now,
+                                      expires_in=timedelta(hours=1))
+        try:
+            alerts.publish_alert(self.client, payload, self.key, now)
+        except MqttError as e:
+            self.store.audit(user, "cancel-failed", status=a.status, scope=a.scope, alert_id=alert_id,
+                             detail=str(e), ip=ip)
+            raise
+        self.store.record_cancel(alert_id, payload.id, user)
+        elapsed = time.monotonic() - started
+        self.store.audit(user, "cancel", status=a.status, scope=a.scope, alert_id=alert_id,
+                         detail=f"cancel {payload.id} acknowledged by the broker in {elapsed:.3f} s", ip=ip)
+        log.info("console: %s cancelled alert %s (%s) with %s", user, alert_id, a.scope, payload.id)
+        return payload.id
+
+    def alerts(self) -> list[SentAlert]:
+        return self.store.alerts()
+
+    def alert(self, alert_id: str) -> SentAlert | None:
+        return self.store.alert(alert_id)
+
+    def acks(self, a: SentAlert) -> list[StationAck]:
+        """Per station in scope (expected at send time, plus any that acked): its ack states in order."""
+        rows = self.db.query("SELECT sid, state, reason, at FROM acks WHERE ref = ? ORDER BY at, received", (a.id,))
+        by: dict[str, list[tuple[str, str]]] = {sid: [] for sid in a.expected}
+        for sid, state, reason, _ in rows:
+            by.setdefault(sid, []).append((state, reason))
+        out = []
+        for sid in sorted(by):
+            seq = by[sid]
+            reason = next((r for _, r in reversed(seq) if r), "")
+            # Acks may arrive out of order (QoS 1 redelivery): the furthest state is the current one.
+            state = max((s for s, _ in seq), key=lambda s: ACK_RANK.get(s, 0)) if seq else None
+            out.append(StationAck(sid, state, tuple(s for s, _ in seq), reason))
+        return out
+
+    def active(self, a: SentAlert) -> bool:
+        return a.active(self._now())

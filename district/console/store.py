@@ -1,0 +1,177 @@
+"""The console's own tables in the district database: staff accounts, the audit log, the alerts it sent.
+
+Created if missing, next to the collector's tables (same SQLite file, WAL mode, its own connection and lock;
+the collector's schema is never altered). Acks are stored in the collector's `acks` table through
+`DistrictDb.add_ack`, so acks seen by the console and by a collector end up in one place, deduplicated.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS console_users (
+    name TEXT PRIMARY KEY, pw_hash TEXT NOT NULL, created REAL NOT NULL, disabled INTEGER NOT NULL DEFAULT 0,
+    last_login REAL
+);
+CREATE TABLE IF NOT EXISTS console_audit (
+    n INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, user TEXT NOT NULL, action TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT '', scope TEXT NOT NULL DEFAULT '', alert_id TEXT NOT NULL DEFAULT '',
+    detail TEXT NOT NULL DEFAULT '', ip TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS console_alerts (
+    id TEXT PRIMARY KEY, status TEXT NOT NULL, scope TEXT NOT NULL, headline TEXT NOT NULL, text TEXT NOT NULL,
+    audio_url TEXT NOT NULL DEFAULT '', issued REAL NOT NULL, expires REAL NOT NULL, sent_by TEXT NOT NULL,
+    expected TEXT NOT NULL DEFAULT '[]', cancelled_at REAL, cancel_id TEXT, cancelled_by TEXT
+);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    name: str
+    created: float
+    disabled: bool
+    last_login: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    n: int
+    at: float
+    user: str
+    action: str
+    status: str
+    scope: str
+    alert_id: str
+    detail: str
+    ip: str
+
+
+@dataclass(frozen=True, slots=True)
+class SentAlert:
+    id: str
+    status: str
+    scope: str
+    headline: str
+    text: str
+    audio_url: str
+    issued: float
+    expires: float
+    sent_by: str
+    expected: tuple[str, ...]
+    cancelled_at: float | None
+    cancel_id: str | None
+    cancelled_by: str | None
+
+    def active(self, now: float) -> bool:
+        return self.cancelled_at is None and self.expires > now
+
+
+class ConsoleStore:
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def _q(self, sql: str, params: tuple = ()) -> list[tuple]:
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()
+
+    def _x(self, sql: str, params: tuple = ()) -> int:
+        with self._lock, self._db:
+            return self._db.execute(sql, params).rowcount
+
+    # -- users -----------------------------------------------------------------------------------------------
+
+    def add_user(self, name: str, pw_hash: str) -> bool:
+        """False when the name is taken."""
+        try:
+            self._x("INSERT INTO console_users (name, pw_hash, created) VALUES (?, ?, ?)", (name, pw_hash, time.time()))
+        except sqlite3.IntegrityError:
+            return False
+        return True
+
+    def set_password(self, name: str, pw_hash: str) -> bool:
+        return self._x("UPDATE console_users SET pw_hash = ? WHERE name = ?", (pw_hash, name)) == 1
+
+    def set_disabled(self, name: str, disabled: bool) -> bool:
+        return self._x("UPDATE console_users SET disabled = ? WHERE name = ?", (int(disabled), name)) == 1
+
+    def password_hash(self, name: str) -> str | None:
+        """The hash of an enabled account, else None."""
+        rows = self._q("SELECT pw_hash FROM console_users WHERE name = ? AND disabled = 0", (name,))
+        return rows[0][0] if rows else None
+
+    def is_enabled(self, name: str) -> bool:
+        return bool(self._q("SELECT 1 FROM console_users WHERE name = ? AND disabled = 0", (name,)))
+
+    def logged_in(self, name: str) -> None:
+        self._x("UPDATE console_users SET last_login = ? WHERE name = ?", (time.time(), name))
+
+    def users(self) -> list[User]:
+        return [
+            User(n, c, bool(d), ll)
+            for n, c, d, ll in self._q("SELECT name, created, disabled, last_login FROM console_users ORDER BY name")
+        ]
+
+    # -- audit -----------------------------------------------------------------------------------------------
+
+    def audit(self, user: str, action: str, *, status: str = "", scope: str = "", alert_id: str = "",
+              detail: str = "", ip: str = "") -> None:
+        self._x(
+            "INSERT INTO console_audit (at, user, action, status, scope, alert_id, detail, ip)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (time.time(), user, action, status, scope, alert_id, detail[:1000], ip),
+        )
+
+    def audit_log(self, limit: int = 200) -> list[AuditEntry]:
+        return [AuditEntry(*r) for r in self._q(
+            "SELECT n, at, user, action, status, scope, alert_id, detail, ip FROM console_audit"
+            " ORDER BY n DESC LIMIT ?", (limit,))]
+
+    # -- alerts sent from the console ------------------------------------------------------------------------
+
+    def record_alert(self, *, id: str, status: str, scope: str, headline: str, text: str, audio_url: str,
+                     issued: float, expires: float, sent_by: str, expected: list[str]) -> None:
+        self._x(
+            "INSERT INTO console_alerts (id, status, scope, headline, text, audio_url, issued, expires, sent_by,"
+            " expected) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (id, status, scope, headline, text, audio_url, issued, expires, sent_by, json.dumps(expected)),
+        )
+
+    def record_cancel(self, alert_id: str, cancel_id: str, user: str) -> None:
+        self._x(
+            "UPDATE console_alerts SET cancelled_at = ?, cancel_id = ?, cancelled_by = ? WHERE id = ?"
+            " AND cancelled_at IS NULL",
+            (time.time(), cancel_id, user, alert_id),
+        )
+
+    _ALERT_COLS = ("id, status, scope, headline, text, audio_url, issued, expires, sent_by, expected, cancelled_at,"
+                   " cancel_id, cancelled_by")
+
+    @staticmethod
+    def _alert(row: tuple) -> SentAlert:
+        r = list(row)
+        r[9] = tuple(json.loads(r[9]))
+        return SentAlert(*r)
+
+    def alert(self, alert_id: str) -> SentAlert | None:
+        rows = self._q(f"SELECT {self._ALERT_COLS} FROM console_alerts WHERE id = ?", (alert_id,))
+        return self._alert(rows[0]) if rows else None
+
+    def alerts(self, limit: int = 50) -> list[SentAlert]:
+        return [self._alert(r) for r in self._q(
+            f"SELECT {self._ALERT_COLS} FROM console_alerts ORDER BY issued DESC LIMIT ?", (limit,))]

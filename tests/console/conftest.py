@@ -1,0 +1,64 @@
+"""A running console (in-process HTTP server on a free port) against a real mosquitto, a district database with
+a few stations, a signing key and one staff account."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from district.console.accounts import LoginLimiter, hash_password
+from district.console.server import ConsoleServer, Settings
+from district.console.service import Console
+from district.console.store import ConsoleStore
+from district.db import DistrictDb
+from district.mqtt import DistrictClient
+from firmware.protocol.keys import generate, signing_key_pem
+from firmware.protocol.reports import StationIds, Status
+
+USER, PASSWORD = "can-bo", "mat-khau-dai-1"
+
+
+@dataclass
+class Running:
+    url: str
+    server: ConsoleServer
+    console: Console
+    store: ConsoleStore
+    db: DistrictDb
+    db_path: Path
+    key_path: Path
+
+
+def seed_station(db: DistrictDb, sid: str, state: str = "online") -> None:
+    d, c, s = sid.split("/")
+    now = time.time()
+    ts = datetime.now(UTC) if state == "online" else None
+    db.add_status(StationIds(d, c, s), Status(state=state, station=s, boot_id="b1", ts=ts), now)
+
+
+@pytest.fixture
+def running(broker, tmp_path):
+    key = generate("hv")
+    key_path = tmp_path / "district.key"
+    key_path.write_bytes(signing_key_pem(key))
+    db_path = tmp_path / "district.sqlite"
+    db = DistrictDb(db_path)
+    store = ConsoleStore(db_path)
+    store.add_user(USER, hash_password(PASSWORD))
+    client = DistrictClient.from_url(broker.url).connect()
+    console = Console(db, store, key, client, content_dir=tmp_path / "content",
+                      content_base_url="http://127.0.0.1:9/content")
+    console.follow_acks()
+    server = ConsoleServer(console, store, Settings(max_upload_bytes=200_000), port=0,
+                           limiter=LoginLimiter(attempts=5, window_s=300)).start()
+    try:
+        yield Running(server.url, server, console, store, db, db_path, key_path)
+    finally:
+        server.stop()
+        client.close()
+        store.close()
+        db.close()

@@ -1,0 +1,286 @@
+"""The console over real HTTP (http.client, no browser): who may do what, CSRF, bad input, audit entries."""
+
+from __future__ import annotations
+
+import http.client
+import re
+import uuid
+from urllib.parse import urlencode, urlsplit
+
+import pytest
+
+from district.mqtt import DistrictClient
+from tests.console.conftest import PASSWORD, USER, seed_station
+
+
+class Browser:
+    """A tiny cookie-keeping client: enough to act like a browser without one."""
+
+    def __init__(self, url: str):
+        u = urlsplit(url)
+        self.host, self.port = u.hostname, u.port
+        self.cookies: dict[str, str] = {}
+
+    def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=15)
+        h = dict(headers or {})
+        if self.cookies:
+            h["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+        conn.request(method, path, body=body, headers=h)
+        r = conn.getresponse()
+        data = r.read()
+        for k, v in r.getheaders():
+            if k.lower() == "set-cookie":
+                name, _, rest = v.partition("=")
+                value = rest.split(";")[0]
+                if "Max-Age=0" in v:
+                    self.cookies.pop(name, None)
+                else:
+                    self.cookies[name] = value
+        conn.close()
+        return r, data.decode("utf-8", "replace")
+
+    def get(self, path: str):
+        return self.request("GET", path)
+
+    def post(self, path: str, fields: dict):
+        return self.request("POST", path, urlencode(fields).encode(),
+                            {"Content-Type": "application/x-www-form-urlencoded"})
+
+    def csrf(self, path: str) -> str:
+        r, body = self.get(path)
+        m = re.search(r'name="csrf" value="([^"]+)"', body)
+        assert m, body[:500]
+        return m.group(1)
+
+    def login(self, user: str = USER, password: str = PASSWORD):
+        token = self.csrf("/login")
+        return self.post("/login", {"csrf": token, "user": user, "password": password, "next": "/"})
+
+
+def multipart(fields: dict, files: dict | None = None) -> tuple[bytes, str]:
+    boundary = uuid.uuid4().hex
+    out = b""
+    for k, v in fields.items():
+        out += f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
+    for k, (name, data) in (files or {}).items():
+        out += (f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"; filename="{name}"\r\n'
+                f"Content-Type: application/octet-stream\r\n\r\n").encode() + data + b"\r\n"
+    out += f"--{boundary}--\r\n".encode()
+    return out, f"multipart/form-data; boundary={boundary}"
+
+
+@pytest.fixture
+def fleet(running):
+    for sid in ("hv/hb/s1", "hv/hb/s2", "hv/hn/s3"):
+        seed_station(running.db, sid)
+    return running
+
+
+@pytest.fixture
+def logged_in(fleet):
+    b = Browser(fleet.url)
+    r, _ = b.login()
+    assert r.status == 303
+    return b
+
+
+@pytest.mark.parametrize("path", ["/", "/alerts", "/alert/new/test", "/audit", "/station/hv%2Fhb%2Fs1"])
+def test_pages_redirect_to_login_without_a_session(running, path):
+    r, _ = Browser(running.url).get(path)
+    assert r.status == 303
+    assert r.getheader("Location").startswith("/login?next=")
+
+
+def test_live_fragments_and_posts_are_refused_without_a_session(running):
+    b = Browser(running.url)
+    assert b.get("/fragment/fleet")[0].status == 401
+    assert b.post("/alert/new/test", {"scope": "hv", "text": "x"})[0].status == 401
+    assert b.post("/alert/x/cancel", {})[0].status == 401
+
+
+def test_a_forged_session_cookie_is_not_a_session(running):
+    b = Browser(running.url)
+    b.cookies["loa_session"] = "forged-token-0123456789abcdef"
+    assert b.get("/")[0].status == 303
+
+
+def test_login_sets_a_strict_httponly_session_cookie_and_logout_ends_it(fleet):
+    b = Browser(fleet.url)
+    token = b.csrf("/login")
+    conn = http.client.HTTPConnection(b.host, b.port, timeout=10)
+    conn.request("POST", "/login", urlencode({"csrf": token, "user": USER, "password": PASSWORD}).encode(),
+                 {"Content-Type": "application/x-www-form-urlencoded", "Cookie": f"loa_login={b.cookies['loa_login']}"})
+    r = conn.getresponse()
+    r.read()
+    cookies = [v for k, v in r.getheaders() if k.lower() == "set-cookie" and v.startswith("loa_session=")]
+    assert r.status == 303 and cookies
+    assert "HttpOnly" in cookies[0] and "SameSite=Strict" in cookies[0] and "Max-Age=" in cookies[0]
+    b.cookies["loa_session"] = cookies[0].split(";")[0].split("=", 1)[1]
+    r, body = b.get("/")
+    assert r.status == 200 and "hv/hb" in body
+    csrf = re.search(r'name="csrf" value="([^"]+)"', body).group(1)
+    old = dict(b.cookies)
+    assert b.post("/logout", {"csrf": csrf})[0].status == 303
+    b.cookies = old  # a copied cookie is worthless after logout
+    assert b.get("/")[0].status == 303
+
+
+def test_wrong_password_shows_the_form_again_and_is_audited(fleet):
+    b = Browser(fleet.url)
+    r, body = b.login(password="wrong-password")
+    assert r.status == 401
+    assert "Sai tên đăng nhập hoặc mật khẩu" in body
+    assert [e.action for e in fleet.store.audit_log()] == ["login-failed"]
+
+
+def test_login_is_rate_limited_per_user_name(fleet):
+    b = Browser(fleet.url)
+    for _ in range(5):
+        assert b.login(password="nope-nope")[0].status == 401
+    r, body = b.login()  # even the right password waits now
+    assert r.status == 429
+    assert "Quá nhiều lần đăng nhập sai" in body
+
+
+def test_login_without_its_csrf_token_is_refused(fleet):
+    b = Browser(fleet.url)
+    r, _ = b.post("/login", {"user": USER, "password": PASSWORD})
+    assert r.status == 403
+    b.csrf("/login")  # has the cookie now, but sends another token
+    r, _ = b.post("/login", {"csrf": "not-the-token", "user": USER, "password": PASSWORD})
+    assert r.status == 403
+
+
+def test_login_redirect_stays_on_this_site(fleet):
+    b = Browser(fleet.url)
+    token = b.csrf("/login")
+    r, _ = b.post("/login", {"csrf": token, "user": USER, "password": PASSWORD, "next": "//evil.example/x"})
+    assert r.status == 303 and r.getheader("Location") == "/"
+
+
+def test_posts_without_the_csrf_token_are_refused_and_send_nothing(logged_in, fleet):
+    body, ctype = multipart({"scope": "hv", "text": "Kiểm tra"})
+    r, _ = logged_in.request("POST", "/alert/new/test", body, {"Content-Type": ctype})
+    assert r.status == 403
+    r, _ = logged_in.post("/alert/new/test", {"csrf": "wrong", "scope": "hv", "text": "x"})
+    assert r.status == 403
+    assert logged_in.post("/logout", {})[0].status == 403
+    assert fleet.store.alerts() == []
+
+
+def test_test_alert_is_published_recorded_audited_and_cancel_is_one_post(logged_in, fleet, broker):
+    seen = []
+    with DistrictClient.from_url(broker.url) as watcher:
+        watcher.subscribe(["loa/v1/hv/alert"], lambda m: seen.append(m))
+        csrf = logged_in.csrf("/alert/new/test")
+        body, ctype = multipart({"csrf": csrf, "scope": "hv", "text": "Bản tin kiểm tra", "expires": "15m"})
+        r, _ = logged_in.request("POST", "/alert/new/test", body, {"Content-Type": ctype})
+        assert r.status == 303
+        alert_id = r.getheader("Location").split("/alert/")[1].split("?")[0]
+        r, page = logged_in.get(r.getheader("Location"))
+        assert r.status == 200 and "KIỂM TRA — không phát ra loa" in page and alert_id in page
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+        r, _ = logged_in.post(f"/alert/{alert_id}/cancel", {"csrf": csrf})
+        assert r.status == 303
+    a = fleet.store.alert(alert_id)
+    assert a.status == "test" and a.scope == "hv" and a.cancelled_at is not None
+    assert sorted(a.expected) == ["hv/hb/s1", "hv/hb/s2", "hv/hn/s3"]
+    log = fleet.store.audit_log()
+    assert [(e.action, e.user, e.status, e.scope, e.alert_id) for e in log[:2]] == [
+        ("cancel", USER, "test", "hv", alert_id),
+        ("alert", USER, "test", "hv", alert_id),
+    ]
+    r, page = logged_in.get("/audit")
+    assert page.count(alert_id) >= 2
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"scope": "hv", "text": "   "}, "Hãy nhập nội dung hoặc chọn tệp âm thanh"),
+        ({"scope": "hv/xx", "text": "x"}, "không có trạm nào đã biết"),
+        ({"scope": "../../etc", "text": "x"}, "không có trạm nào đã biết"),
+        ({"scope": "hv", "text": "x", "expires": "99y"}, "Thời gian hiệu lực không hợp lệ"),
+        ({"scope": "hv", "text": "x" * 2001}, "Nội dung dài quá 2000 ký tự"),
+    ],
+)
+def test_bad_alert_input_shows_the_form_again_with_a_message(logged_in, fleet, fields, message):
+    csrf = logged_in.csrf("/alert/new/exercise")
+    body, ctype = multipart({"csrf": csrf, **fields})
+    r, page = logged_in.request("POST", "/alert/new/exercise", body, {"Content-Type": ctype})
+    assert r.status == 400
+    assert message in page
+    assert 'id="alert-form"' in page and "Traceback" not in page
+    assert fleet.store.alerts() == []
+
+
+def test_oversize_upload_shows_the_form_again(logged_in, fleet):
+    csrf = logged_in.csrf("/alert/new/test")
+    body, ctype = multipart({"csrf": csrf, "scope": "hv", "text": ""}, {"audio": ("big.wav", b"\0" * 400_000)})
+    r, page = logged_in.request("POST", "/alert/new/test", body, {"Content-Type": ctype})
+    assert r.status == 400
+    assert "Tệp tải lên quá lớn" in page
+    assert fleet.store.alerts() == []
+
+
+def test_uploaded_audio_is_stored_by_sha256_and_sent_as_its_url(logged_in, fleet, tmp_path):
+    import hashlib
+
+    data = b"RIFF....WAVEfmt fake audio bytes"
+    csrf = logged_in.csrf("/alert/new/test")
+    body, ctype = multipart({"csrf": csrf, "scope": "hv/hb", "text": ""}, {"audio": ("bao-bao.wav", data)})
+    r, _ = logged_in.request("POST", "/alert/new/test", body, {"Content-Type": ctype})
+    assert r.status == 303
+    sha = hashlib.sha256(data).hexdigest()
+    assert (tmp_path / "content" / f"{sha}.wav").read_bytes() == data
+    a = fleet.store.alerts()[0]
+    assert a.audio_url == f"http://127.0.0.1:9/content/{sha}.wav"
+
+
+def test_actual_alert_needs_the_scope_typed_exactly(logged_in, fleet, broker):
+    csrf = logged_in.csrf("/alert/new/actual")
+    body, ctype = multipart({"csrf": csrf, "scope": "hv/hb", "text": "Lũ quét"})
+    r, page = logged_in.request("POST", "/alert/new/actual", body, {"Content-Type": ctype})
+    assert r.status == 200 and 'id="confirm-form"' in page
+    assert "Phạm vi có 2 trạm" in page
+    draft = re.search(r'name="draft" value="([^"]+)"', page).group(1)
+    r, page = logged_in.post("/alert/confirm", {"csrf": csrf, "draft": draft, "typed": "hv"})
+    assert r.status == 400 and "không đúng phạm vi" in page
+    assert fleet.store.alerts() == []
+    assert fleet.store.audit_log()[0].action == "actual-refused"
+    r, _ = logged_in.post("/alert/confirm", {"csrf": csrf, "draft": draft, "typed": "hv/hb"})
+    assert r.status == 303
+    assert fleet.store.alerts()[0].status == "actual"
+    r, page = logged_in.post("/alert/confirm", {"csrf": csrf, "draft": draft, "typed": "hv/hb"})  # double click
+    assert len(fleet.store.alerts()) == 1 and "hết hạn hoặc đã được gửi" in page
+
+
+def test_garbage_requests_never_crash_the_server(logged_in, fleet):
+    for method, path, body, headers in [
+        ("POST", "/alert/new/test", b"\xff\xfe garbage", {"Content-Type": "multipart/form-data; boundary=x"}),
+        ("POST", "/alert/new/test", b"a=1", {"Content-Type": "text/plain"}),
+        ("POST", "/alert/confirm", b"%%%", {"Content-Type": "application/x-www-form-urlencoded"}),
+        ("GET", "/alert/%00%ff", None, {}),
+        ("GET", "/station/nope", None, {}),
+        ("GET", "/static/../server.py", None, {}),
+        ("GET", "/alert/new/real", None, {}),
+        ("POST", "/alert/x/cancel", b"csrf=x", {"Content-Type": "application/x-www-form-urlencoded"}),
+    ]:
+        r, page = logged_in.request(method, path, body, headers)
+        assert r.status in (400, 403, 404), (method, path, r.status)
+        assert "Traceback" not in page
+    assert logged_in.get("/")[0].status == 200
+
+
+def test_english_is_one_click_away(logged_in):
+    r, _ = logged_in.get("/lang/en?next=/alerts")
+    assert r.status == 303 and r.getheader("Location") == "/alerts"
+    r, page = logged_in.get("/alerts")
+    assert "Active alerts" in page and 'lang="en"' in page
+
+
+def test_security_headers(logged_in):
+    r, _ = logged_in.get("/")
+    assert "script-src 'self'" in r.getheader("Content-Security-Policy")
+    assert r.getheader("X-Frame-Options") == "DENY" and r.getheader("Cache-Control") == "no-store"
