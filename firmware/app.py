@@ -20,7 +20,7 @@ from firmware.core.schedule import FileSource, ScheduleDoc
 from firmware.core.sources import FileSpec
 from firmware.core.station import Station, StationSettings
 from firmware.inbound import InboundHandler, load_active_schedule
-from firmware.runtime import Inbound, Runtime
+from firmware.runtime import Call, Inbound, Runtime
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,9 @@ class App:
         p.inbound = InboundHandler(
             scope, trusted_keys=trusted, replay=replay, publish=publish, policy=cfg.policy,
             timezone=ident.timezone, state=state, schedule_version=doc.version if doc else None,
-            skew_s=cfg.trust.max_skew_s, actions=self._actions())
+            skew_s=cfg.trust.max_skew_s, actions=self._actions(),
+            # queued, so it runs after the station has the new plan: then prefetch what it needs now
+            on_schedule=lambda doc: self.events.put(Call(lambda rt: self._refresh_needs())))
         p.runtime = Runtime(
             station, clock=clock, player=p.player, amplifier=p.amplifier, led=p.led, reporter=p.reporter,
             link=p.link, inbound=p.inbound, state=state, notifier=self.notifier, on_command=self._on_command)

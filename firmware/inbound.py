@@ -57,6 +57,7 @@ class InboundHandler:
         schedule_version: int | None = None,
         skew_s: float = 300.0,
         actions: dict[str, Callable[[], str]] | None = None,
+        on_schedule: Callable[[ScheduleDoc], None] | None = None,
     ):
         self.station = station
         self.trusted_keys = trusted_keys
@@ -68,6 +69,7 @@ class InboundHandler:
         self.schedule_version = schedule_version
         self.skew_s = skew_s
         self.actions = actions or {}  # "selftest" | "fetch" | "telemetry" -> returns an outcome text
+        self.on_schedule = on_schedule  # told of every accepted schedule (the prefetcher needs its files)
 
     def send_ack(self, ref: str | None, state: str, reason: str, now: datetime) -> None:
         from firmware.core.commands import Ack
@@ -150,6 +152,8 @@ class InboundHandler:
         self.schedule_version = doc.version
         log.info("schedule v%s accepted from %s (%d programmes)", doc.version, topic, len(doc.programmes))
         self.send_ack(ref, "accepted", f"{len(doc.programmes)} programmes", now)
+        if self.on_schedule is not None:
+            self.on_schedule(doc)
         return [E.ScheduleReceived(doc)]
 
     # -- remote commands -----------------------------------------------------------------------------
