@@ -34,10 +34,11 @@ class PcmBuffer:
     def __init__(self):
         self._buf = np.zeros(0, dtype=np.float32)
         self._pos = 0
+        self._end = 0  # len(self._buf), kept as an int: the per-block path reads it 50 times a second
         self.peak = 0.0
 
     def __len__(self) -> int:
-        return len(self._buf) - self._pos
+        return self._end - self._pos
 
     def append(self, chunk: np.ndarray) -> None:
         if len(chunk) == 0:
@@ -45,21 +46,22 @@ class PcmBuffer:
         peak = max(float(chunk.max()), -float(chunk.min()))
         if not math.isfinite(peak):
             peak = math.inf  # NaN/inf in the data: no bound, the limiter will look at every block
-        if self._pos >= len(self._buf):
+        if self._pos >= self._end:
             self._buf, self._pos = chunk, 0
             self.peak = peak
         else:
             self._buf = np.concatenate((self._buf[self._pos :], chunk))
             self._pos = 0
             self.peak = max(self.peak, peak)
+        self._end = len(self._buf)
 
     def take(self, n: int) -> np.ndarray:
         """Up to n samples. A view, not a copy: what is taken is consumed, so the caller may process it in
         place (the player does) without touching samples still queued."""
         pos = self._pos
-        out = self._buf[pos : pos + n]
-        self._pos = pos + len(out)
-        return out
+        end = min(pos + n, self._end)
+        self._pos = end
+        return self._buf[pos:end]
 
 
 class Resampled:
@@ -195,8 +197,11 @@ class FileSource:
         if self._sf is None:
             return np.zeros(0, dtype=np.float32)
         buf = self._buf
-        if len(buf._buf) - buf._pos >= frames:  # the common case, kept cheap: 50 calls a second
-            return buf.take(frames)
+        pos = buf._pos
+        end = pos + frames
+        if end <= buf._end:  # the common case, inlined: 50 calls a second for hours
+            buf._pos = end
+            return buf._buf[pos:end]
         while len(self._buf) < frames and not self._eof:
             self._decode_more()
         return self._buf.take(frames)
