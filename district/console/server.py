@@ -254,8 +254,9 @@ class _Handler(BaseHTTPRequestHandler):
             row = c.station(unquote(path[len("/station/"):]))
             if row is None:
                 return self._error(404, "not_found", session)
-            return self._page(ctx, views.station_page(ctx, row, c.daily_uptime(row.sid), c.playlog(row.sid),
-                                                      c.db.last_telemetry(row.sid)))
+            tele = c.db.last_telemetry(row.sid)
+            return self._page(ctx, views.station_page(ctx, row, c.daily_uptime(row.sid, self.app.tz),
+                                                      c.playlog(row.sid), tele, c.running_for(row, tele, time.time())))
         if path == "/alerts":
             return self._page(ctx, views.alerts_page(ctx, c.alerts(), time.time()))
         if path == "/alert/new":

@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -133,7 +133,7 @@ class Console:
             failed = self.db.failures_since(s.sid, now - 7 * DAY)
             out.append({
                 "row": s,
-                "uptime_s": tele[3].get("uptime_s") if tele else None,
+                "uptime_s": self.running_for(s, tele, now),
                 "up_24h": self.db.uptime(s.sid, now - DAY, now),
                 "up_7d": self.db.uptime(s.sid, now - 7 * DAY, now),
                 "last": last,
@@ -143,6 +143,16 @@ class Console:
             })
         return out
 
+    @staticmethod
+    def running_for(s: StationRow, tele: tuple | None, now: float) -> float | None:
+        """Seconds the station has been running: its last telemetry's uptime carried forward, or (before any
+        telemetry of this boot: telemetry comes every few minutes) the time since its birth message."""
+        if s.state != "online" or s.state_since is None:
+            return None
+        if tele is None or tele[0] < s.state_since or tele[3].get("uptime_s") is None:
+            return max(0.0, now - s.state_since)
+        return tele[3]["uptime_s"] + max(0.0, now - tele[0])
+
     def playlog(self, sid: str, limit: int = 100) -> list[tuple]:
         return self.db.query(
             "SELECT COALESCE(actual_start, requested_start), item_kind, title, ref, level, played_s, requested_s,"
@@ -151,14 +161,16 @@ class Console:
             (sid, limit),
         )
 
-    def daily_uptime(self, sid: str, days: int = 14) -> list[tuple[float, float | None]]:
-        """(start of day, share online) for the last `days` days, oldest first (days in local time)."""
+    def daily_uptime(self, sid: str, tz: tzinfo, days: int = 14) -> list[tuple[float, float | None]]:
+        """(start of day, share online) for the last `days` days in `tz`, oldest first; today up to now."""
         now = self._now()
-        today = datetime.fromtimestamp(now).astimezone().replace(hour=0, minute=0, second=0, microsecond=0)
+        today = datetime.fromtimestamp(now, tz).date()
         out = []
         for i in range(days - 1, -1, -1):
-            lo = (today - timedelta(days=i)).timestamp()
-            hi = min(now, lo + DAY)
+            day = today - timedelta(days=i)
+            lo = datetime(day.year, day.month, day.day, tzinfo=tz).timestamp()
+            nxt = day + timedelta(days=1)
+            hi = min(now, datetime(nxt.year, nxt.month, nxt.day, tzinfo=tz).timestamp())
             out.append((lo, self.db.uptime(sid, lo, hi) if hi > lo else None))
         return out
 

@@ -192,18 +192,18 @@ def uptime_svg(ctx: Ctx, days: list[tuple[float, float | None]]) -> str:
             colour = "#2e7d32" if up >= .95 else "#f5a000" if up >= .8 else "#c62828"
             parts.append(f'<rect x="{x:.1f}" y="{h - bh:.1f}" width="{bw - 4:.1f}" height="{bh:.1f}" '
                          f'fill="{colour}"><title>{label}: {pct(up)}</title></rect>')
-        if i % 2 == 0 or len(days) <= 8:
+        if (len(days) - 1 - i) % 2 == 0:  # every other day, today always labelled
             parts.append(f'<text x="{x:.1f}" y="{h + 16}" font-size="11" fill="#333">{label}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
 
-def station_page(ctx: Ctx, row, days, playlog: list[tuple], tele) -> Page:
+def station_page(ctx: Ctx, row, days, playlog: list[tuple], tele, running_s: float | None) -> Page:
     t = ctx.t
     info = [
         (t("state"), badge(ctx, row.state or "unknown")),
         (t("since"), esc(when(ctx, row.state_since))),
-        (t("uptime_now"), esc(duration(ctx, tele[3].get("uptime_s") if tele else None))),
+        (t("uptime_now"), esc(duration(ctx, running_s))),
         (t("last_seen"), esc(when(ctx, row.last_seen))),
         (t("firmware"), esc(row.fw or "-")),
     ]

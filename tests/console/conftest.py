@@ -40,25 +40,36 @@ def seed_station(db: DistrictDb, sid: str, state: str = "online") -> None:
     db.add_status(StationIds(d, c, s), Status(state=state, station=s, boot_id="b1", ts=ts), now)
 
 
-@pytest.fixture
-def running(broker, tmp_path):
-    key = generate("hv")
+def start_console(broker_url: str, tmp_path: Path, key, *, max_upload_bytes: int = 200_000) -> Running:
+    """The console as `loa-district console` builds it, in this process, on a free port."""
     key_path = tmp_path / "district.key"
-    key_path.write_bytes(signing_key_pem(key))
+    if not key_path.exists():
+        key_path.write_bytes(signing_key_pem(key))
     db_path = tmp_path / "district.sqlite"
     db = DistrictDb(db_path)
     store = ConsoleStore(db_path)
     store.add_user(USER, hash_password(PASSWORD))
-    client = DistrictClient.from_url(broker.url).connect()
+    client = DistrictClient.from_url(broker_url).connect()
     console = Console(db, store, key, client, content_dir=tmp_path / "content",
                       content_base_url="http://127.0.0.1:9/content")
     console.follow_acks()
-    server = ConsoleServer(console, store, Settings(max_upload_bytes=200_000), port=0,
+    server = ConsoleServer(console, store, Settings(max_upload_bytes=max_upload_bytes), port=0,
                            limiter=LoginLimiter(attempts=5, window_s=300)).start()
+    return Running(server.url, server, console, store, db, db_path, key_path)
+
+
+def stop_console(r: Running) -> None:
+    r.server.stop()
+    if r.console.client is not None:
+        r.console.client.close()
+    r.store.close()
+    r.db.close()
+
+
+@pytest.fixture
+def running(broker, tmp_path):
+    r = start_console(broker.url, tmp_path, generate("hv"))
     try:
-        yield Running(server.url, server, console, store, db, db_path, key_path)
+        yield r
     finally:
-        server.stop()
-        client.close()
-        store.close()
-        db.close()
+        stop_console(r)
