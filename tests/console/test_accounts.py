@@ -1,0 +1,107 @@
+"""Passwords, sessions, CSRF tokens and the login rate limiter, without HTTP."""
+
+from __future__ import annotations
+
+from district.console.accounts import (
+    LoginLimiter,
+    Sessions,
+    check_name,
+    check_new_password,
+    csrf_ok,
+    hash_password,
+    verify_password,
+)
+from district.console.store import ConsoleStore
+
+
+class Clock:
+    def __init__(self, t: float = 1000.0):
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_passwords_are_salted_scrypt_hashes_that_verify():
+    h1, h2 = hash_password("mật khẩu dài"), hash_password("mật khẩu dài")
+    assert h1.startswith("scrypt$16384$8$1$") and h1 != h2  # a fresh salt each time
+    assert "mật khẩu" not in h1
+    assert verify_password("mật khẩu dài", h1) and verify_password("mật khẩu dài", h2)
+    assert not verify_password("mật khẩu dai", h1)
+    assert not verify_password("", h1)
+
+
+def test_malformed_or_foreign_hashes_never_verify():
+    for stored in ("", "plain", "bcrypt$x$y$z$aa$bb", "scrypt$16384$8$1$zz$00", "scrypt$1$8$1$00$00"):
+        assert not verify_password("x", stored)
+
+
+def test_new_passwords_and_names_are_checked():
+    assert check_new_password("short") and check_new_password("long-enough") is None
+    assert check_name("nguyen.van-a_1") is None
+    assert check_name("") and check_name("a b") and check_name("x" * 65) and check_name("<script>")
+
+
+def test_sessions_expire_after_their_lifetime_and_when_idle():
+    clock = Clock()
+    s = Sessions(lifetime_s=100, idle_s=30, now=clock)
+    a = s.create("an")
+    assert len(a.token) >= 40 and a.csrf != a.token
+    clock.t += 25
+    assert s.get(a.token) is a  # used: the idle timer restarts
+    clock.t += 25
+    assert s.get(a.token) is a
+    clock.t += 31
+    assert s.get(a.token) is None  # idle too long
+    b = s.create("binh")
+    for _ in range(3):
+        clock.t += 25
+        assert s.get(b.token) is b
+    clock.t += 24
+    assert s.get(b.token) is b  # 99 s old
+    clock.t += 2
+    assert s.get(b.token) is None  # absolute lifetime reached although in use
+    assert s.get("") is None and s.get(None) is None and s.get("forged") is None
+
+
+def test_ending_sessions():
+    s = Sessions()
+    a, b, c = s.create("an"), s.create("an"), s.create("binh")
+    s.end(a.token)
+    assert s.get(a.token) is None and s.get(b.token) is b
+    s.end_user("an")
+    assert s.get(b.token) is None and s.get(c.token) is c
+
+
+def test_csrf_comparison():
+    assert csrf_ok("abc", "abc")
+    assert not csrf_ok("abc", "abd") and not csrf_ok("abc", "") and not csrf_ok("abc", None)
+
+
+def test_login_limiter_counts_per_address_and_per_name_and_forgets_after_the_window():
+    clock = Clock()
+    lim = LoginLimiter(attempts=3, window_s=60, now=clock)
+    for _ in range(3):
+        assert lim.retry_after("10.0.0.1", "an") == 0
+        lim.failed("10.0.0.1", "an")
+    assert lim.retry_after("10.0.0.1", "an") == 60
+    assert lim.retry_after("10.0.0.1", "binh") > 0  # same address, another name
+    assert lim.retry_after("10.0.0.2", "AN") > 0  # another address, same name (case-insensitive)
+    assert lim.retry_after("10.0.0.2", "binh") == 0
+    clock.t += 60
+    assert lim.retry_after("10.0.0.1", "an") == 0
+
+
+def test_store_keeps_accounts_and_disabled_ones_have_no_hash(tmp_path):
+    store = ConsoleStore(tmp_path / "d.sqlite")
+    assert store.add_user("an", hash_password("mat-khau-1"))
+    assert not store.add_user("an", hash_password("other-pass"))
+    assert verify_password("mat-khau-1", store.password_hash("an"))
+    assert store.set_disabled("an", True) and store.password_hash("an") is None and not store.is_enabled("an")
+    assert store.set_disabled("an", False) and store.is_enabled("an")
+    assert not store.set_disabled("nobody", True)
+    store.audit("an", "alert", status="test", scope="hv", alert_id="hv-1", detail="x", ip="127.0.0.1")
+    [e] = store.audit_log()
+    assert (e.user, e.action, e.status, e.scope, e.alert_id, e.ip) == ("an", "alert", "test", "hv", "hv-1",
+                                                                       "127.0.0.1")
+    store.close()
