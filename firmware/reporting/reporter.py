@@ -17,9 +17,10 @@ advances the link-session record, and builds the daily report(s) after local mid
 
 from __future__ import annotations
 
+import collections
 import logging
 import threading
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 from firmware.ports import Clock, Link
@@ -67,6 +68,8 @@ class Reporter:
         self._link_since: float | None = None
         self._change_due: float | None = None  # monotonic time an on-change telemetry is due
         self._last_telemetry = float("-inf")
+        self._link_lock = threading.Lock()
+        self._link_changes: collections.deque[tuple[bool, datetime]] = collections.deque()
         self._wakeup = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="loa-reporter", daemon=True)
@@ -85,6 +88,7 @@ class Reporter:
         if self._thread.is_alive():
             self._thread.join(5)
         self.sender.stop()
+        self._record_link_changes()
         self.days.link_down(self.clock.wall())
         self.days.close()
 
@@ -118,20 +122,27 @@ class Reporter:
             self._snap = self._snap.with_(**fields)
 
     def on_link(self, up: bool) -> None:
-        """Wire to the link's `on_link`: records link sessions (online %) and wakes the sender."""
-        now = self.clock.wall()
-        if up:
-            self._link_since = self.clock.monotonic()
-            self.days.link_up(now)
-        else:
-            self._link_since = None
-            self.days.link_down(now)
+        """Wire to the link's `on_link` (network thread): only notes the change and wakes our threads; the
+        link-session record (online %) is written by the reporter thread."""
+        self._link_since = self.clock.monotonic() if up else None
+        self._link_changes.append((up, self.clock.wall()))
+        self._wakeup.set()
         self.sender.wake()
+
+    def _record_link_changes(self) -> None:
+        with self._link_lock:  # keep up/down in order whichever thread records them
+            while self._link_changes:
+                up, at = self._link_changes.popleft()
+                if up:
+                    self.days.link_up(at)
+                else:
+                    self.days.link_down(at)
 
     # -- building reports ------------------------------------------------------------------------------------
 
     def telemetry_now(self) -> Telemetry:
         """Build a telemetry message, put it in the outbox and wake the sender."""
+        self._record_link_changes()
         with self._snap_lock:
             snap = self._snap
         t = self.builder.build(
@@ -145,6 +156,7 @@ class Reporter:
 
     def daily_now(self, day: date) -> DailyReport:
         """Build the report of `day` and put it in the outbox (idempotent: same id for the same day)."""
+        self._record_link_changes()
         report = self.days.build(day, self.clock.wall().tzinfo, self.ids.station)
         self.outbox.put(report.id, "daily", self.ids.topic("report"), encode(report))
         self.sender.wake()
@@ -174,6 +186,7 @@ class Reporter:
         next_periodic = self.clock.monotonic()  # first telemetry at start
         while not self._stop.is_set():
             try:
+                self._record_link_changes()
                 now = self.clock.monotonic()
                 if now >= next_periodic or (self._change_due is not None and now >= self._change_due):
                     self._change_due = None

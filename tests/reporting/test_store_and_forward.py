@@ -145,3 +145,27 @@ def test_daily_report_counts_the_days_entries_and_online_time(tmp_path):
     assert (report.alerts_received, report.alerts_played, report.faults) == (1, 1, 1)
     assert "hb-07-daily-2026-12-03" in outbox.ids()
     rep.stop()
+
+
+def test_the_daily_report_is_built_after_local_midnight_and_once_per_day(tmp_path):
+    from tests.reporting.helpers import SetClock
+
+    class NoLink:
+        connected = False
+
+    clock = SetClock(datetime(2026, 12, 3, 23, 59, tzinfo=TZ))
+    outbox = Outbox(tmp_path / "outbox.sqlite")
+    rep = Reporter(NoLink(), outbox, IDS, clock, boot_id="b", min_change_gap_s=0)
+    rep.start()
+    try:
+        rep.report(entry("p1", start=datetime(2026, 12, 3, 18, 0, tzinfo=TZ)))
+        wait_for(lambda: any(i.startswith("t-") for i in outbox.ids()), 5, "first telemetry")
+        assert not any("daily" in i for i in outbox.ids())  # first run: no backlog of earlier days
+        clock.advance(120)  # 00:01 on the 4th
+        rep.state_changed("idle", "after midnight")  # wakes the reporter thread now rather than in <= 60 s
+        wait_for(lambda: "hb-07-daily-2026-12-03" in outbox.ids(), 5, "the daily report of the 3rd")
+        rep.state_changed("idle", "again")
+        wait_for(lambda: sum(i.startswith("t-") for i in outbox.ids()) >= 3, 5, "telemetry after the change")
+        assert [i for i in outbox.ids() if "daily" in i] == ["hb-07-daily-2026-12-03"]
+    finally:
+        rep.stop()
