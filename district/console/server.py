@@ -247,7 +247,8 @@ class _Handler(BaseHTTPRequestHandler):
         ctx = self._ctx(session)
         c = self.app.console
         if path == "/":
-            return self._page(ctx, views.fleet_page(ctx, c.fleet()))
+            now = time.time()
+            return self._page(ctx, views.fleet_page(ctx, c.fleet(), [a for a in c.alerts() if a.active(now)]))
         if path == "/fragment/fleet":
             return self._fragment(views.fleet_fragment(ctx, c.fleet()))
         if path.startswith("/station/"):

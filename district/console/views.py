@@ -163,9 +163,23 @@ def fleet_fragment(ctx: Ctx, fleet: list[dict]) -> str:
     return "\n".join(out)
 
 
-def fleet_page(ctx: Ctx, fleet: list[dict]) -> Page:
+def active_strip(ctx: Ctx, active: list[SentAlert]) -> str:
+    """Active alerts with their cancel buttons, on the start page: stopping one is never more than a click away."""
+    if not active:
+        return ""
+    rows = "".join(
+        f'<tr class="alert-{esc(a.status)}" data-alert="{esc(a.id)}"><td>{tag(ctx, a.status)}</td>'
+        f'<td><a href="/alert/{esc(quote(a.id))}">{esc(a.id)}</a></td><td>{esc(a.scope)}</td>'
+        f"<td>{esc(a.headline or a.text[:80] or a.audio_url)}</td><td>{cancel_button(ctx, a)}</td></tr>"
+        for a in active
+    )
+    return f'<h2>{esc(ctx.t("active_alerts"))}</h2><table id="active-alerts">{rows}</table>'
+
+
+def fleet_page(ctx: Ctx, fleet: list[dict], active: list[SentAlert] | None = None) -> Page:
     t = ctx.t
-    content = (f'<h1>{esc(t("fleet_title"))}</h1><p class="muted">{esc(t("live_hint"))}</p>'
+    content = (f'{active_strip(ctx, active or [])}'
+               f'<h1>{esc(t("fleet_title"))}</h1><p class="muted">{esc(t("live_hint"))}</p>'
                f'<div id="fleet" data-refresh="/fragment/fleet" data-every="3000">{fleet_fragment(ctx, fleet)}</div>')
     return Page(t("fleet_title"), content, nav="fleet")
 

@@ -284,3 +284,16 @@ def test_security_headers(logged_in):
     r, _ = logged_in.get("/")
     assert "script-src 'self'" in r.getheader("Content-Security-Policy")
     assert r.getheader("X-Frame-Options") == "DENY" and r.getheader("Cache-Control") == "no-store"
+
+
+def test_the_start_page_offers_the_cancel_button_of_every_active_alert(logged_in, fleet):
+    csrf = logged_in.csrf("/alert/new/exercise")
+    body, ctype = multipart({"csrf": csrf, "scope": "hv/hn", "text": "Diễn tập"})
+    r, _ = logged_in.request("POST", "/alert/new/exercise", body, {"Content-Type": ctype})
+    alert_id = r.getheader("Location").split("/alert/")[1].split("?")[0]
+    _, page = logged_in.get("/")
+    assert f'<button type="submit" class="cancel" data-alert="{alert_id}">' in page
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+    assert logged_in.post(f"/alert/{alert_id}/cancel", {"csrf": csrf})[0].status == 303
+    _, page = logged_in.get("/")
+    assert 'class="cancel"' not in page
