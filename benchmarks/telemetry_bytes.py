@@ -11,7 +11,8 @@ every 300 s (each with its PUBACK), a day's play log and one daily report, the b
 it for a real day is pointless, so the timers are divided by `--speed` (keepalive 50 s -> 50/speed s,
 telemetry 300 s -> 300/speed s) and we run `--minutes` of real time. Every periodic message keeps its exact
 size (sizes do not depend on the interval), so bytes per real minute x speed x 1440 = bytes per day of the
-periodic traffic. The per-day one-offs (the connect/birth, a typical play log of 8 programmes + 1 alert, the
+periodic traffic. Telemetry is full once an hour and a delta otherwise, so the window must hold whole hours of
+simulated time (default 3.6 min at x50 = 3 h). The per-day one-offs (the connect/birth, a typical play log of 8 programmes + 1 alert, the
 daily report) are sent once during the run and counted at their real size, not scaled. Keepalive is at least
 1 s (MQTT's unit), so speeds above 50 measure telemetry faster but pings are extrapolated from their fixed
 4 bytes per interval; the printout says which.
@@ -254,7 +255,13 @@ def measure(minutes: float, speed: float, *, quiet: bool = False) -> dict:
             keepalive_s=keepalive,
         )
         outbox = Outbox(work / "outbox.sqlite")
-        reporter = Reporter(link, outbox, ids, clock, boot_id=uuid.uuid4().hex, telemetry_interval_s=interval)
+        thermal = work / "thermal_zone0_temp"  # a Pi has one; this machine may not: same bytes either way
+        thermal.write_text("48312\n")
+        reporter = Reporter(
+            link, outbox, ids, clock, boot_id=uuid.uuid4().hex, telemetry_interval_s=interval, thermal_path=thermal
+        )
+        # Every field a running station knows, so telemetry has its real size.
+        reporter.update(gain_db=-6.0, amp_on=False, clock_trusted=True, on_backup=False)
         reporter_box.append(reporter)
         link.start()
         deadline = time.monotonic() + 10
@@ -265,7 +272,7 @@ def measure(minutes: float, speed: float, *, quiet: bool = False) -> dict:
         wait_empty(outbox)
         for e in typical_day(clock.wall()):
             reporter.report(e)
-        reporter.state_changed("idle")
+        reporter.state_changed("idle", "")
         reporter.daily_now(clock.wall().date())
         wait_empty(outbox)
         time.sleep(0.5)
@@ -306,7 +313,11 @@ def wait_empty(outbox, timeout_s: float = 20.0) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--minutes", type=float, default=3.0, help="real minutes of periodic traffic (default 3)")
+    p.add_argument(
+        "--minutes", type=float, default=3.6,
+        help="real minutes of periodic traffic (default 3.6: at x50, three whole hours of telemetry, each with "
+        "its one full message and eleven deltas)",
+    )
     p.add_argument("--speed", type=float, default=50.0, help="time acceleration (default 50: keepalive 1 s)")
     args = p.parse_args(argv)
     r = measure(args.minutes, args.speed)

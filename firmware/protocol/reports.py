@@ -88,15 +88,20 @@ StationState = Literal["idle", "programme", "alert", "notice", "fault", "held", 
 
 
 class Telemetry(_Strict):
-    """Sent every `interval` (default 300 s) and on a change of state. Through the outbox, droppable first."""
+    """Sent every `interval` (default 300 s) and on a change of state. Through the outbox, droppable first.
+
+    To stay inside 100 KB a day, a *full* message (every field known) goes out on start and then hourly; the
+    ones in between always carry id, ts, uptimes, state and outbox depth, plus only the fields that changed
+    since the last message (None = unchanged or unknown). The district keeps the latest value of each field.
+    """
 
     v: Literal[1] = SCHEMA_VERSION
     kind: Literal["telemetry"] = "telemetry"
     id: _REPORT_ID
     station: _ID
     ts: AwareDatetime
-    uptime_s: _SECONDS
-    link_uptime_s: _SECONDS
+    uptime_s: Annotated[int, Field(ge=0)]
+    link_uptime_s: Annotated[int, Field(ge=0)]
     state: StationState
     detail: _TEXT = ""
     item: Annotated[str, Field(max_length=200)] | None = None
@@ -104,7 +109,7 @@ class Telemetry(_Strict):
     amp_on: bool | None = None
     clock_trusted: bool | None = None
     on_backup: bool | None = None
-    disk_free_mb: Annotated[float, Field(ge=0)] | None = None
+    disk_free_mb: Annotated[int, Field(ge=0)] | None = None
     cpu_temp_c: Annotated[float, Field(ge=-60, le=150)] | None = None
     outbox_depth: Annotated[int, Field(ge=0)]
     dropped_telemetry: Annotated[int, Field(ge=0)] = 0
@@ -206,9 +211,11 @@ def parse_report(data: bytes) -> PlayLog | DailyReport:
 
 def encode(model: BaseModel) -> bytes:
     """Compact JSON for the wire: unknown (None) and default-valued fields are left out (the strict models
-    restore them when parsing), except the schema version `v` and the `kind` discriminator, always first."""
+    restore them when parsing), except the schema version `v` and, on the `report` topic, the `kind`
+    discriminator, always first. (Telemetry's kind is its topic: 19 bytes x 288 a day saved.)"""
     body = model.model_dump(mode="json", exclude_none=True, exclude_defaults=True)
-    head = {k: getattr(model, k) for k in ("v", "kind") if k in type(model).model_fields}
+    keep = ("v",) if isinstance(model, Telemetry) else ("v", "kind")
+    head = {k: getattr(model, k) for k in keep if k in type(model).model_fields}
     data = json.dumps({**head, **body}, separators=(",", ":"), ensure_ascii=False).encode()
     if len(data) > MAX_REPORT_BYTES:
         raise PayloadError(f"{type(model).__name__} of {len(data)} bytes exceeds {MAX_REPORT_BYTES}")
