@@ -178,6 +178,35 @@ def test_a_dead_station_shows_offline_in_status_within_its_keepalive(broker, tmp
     assert "no stations in commune elsewhere" in capsys.readouterr().out
 
 
+def test_kill_9_of_a_station_process_shows_it_offline_in_status(broker, tmp_path, capsys):
+    db_path = tmp_path / "district.sqlite"
+    db = DistrictDb(db_path)
+    collector = Collector(db, url=parse_broker_url(broker.url), client_id="c-kill")
+    collector.start()
+    child = subprocess.Popen(
+        [sys.executable, "-m", "tests.reporting.station_child", "--broker", broker.url,
+         "--outbox", str(tmp_path / "outbox.sqlite"), "--count", "3", "--stay"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    try:
+        wait_for(lambda: db.stations() and db.stations()[0].state == "online", 20, "the station online")
+        wait_for(lambda: db.counts()["playlog"] == 3, 10, "its reports")
+        assert district_main(["status", "--db", str(db_path)]) == 0
+        assert " online " in capsys.readouterr().out
+        child.send_signal(signal.SIGKILL)
+        child.wait(10)
+        # The kernel closes the socket without an MQTT DISCONNECT: the broker publishes the Will at once.
+        wait_for(lambda: db.stations()[0].state == "offline", 10, "offline after kill -9")
+        assert district_main(["status", "--db", str(db_path)]) == 0
+        assert " offline " in capsys.readouterr().out
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(10)
+        collector.stop()
+        db.close()
+
+
 # -- report and status from a known history ------------------------------------------------------------------
 
 

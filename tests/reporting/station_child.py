@@ -3,13 +3,14 @@
     python -m tests.reporting.station_child --broker URL --outbox PATH --first N --count M
 
 Prints `loaded <depth>` once the outbox opened, `written <id>` after each report is durably in the outbox,
-and `drained` when the outbox is empty. The parent kills it with SIGKILL at a random moment.
+and `drained` when the outbox is empty (then exits, or with `--stay` waits to be killed). The parent kills it with SIGKILL at a random moment.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import threading
 import time
 import uuid
 
@@ -28,6 +29,7 @@ def main() -> int:
     p.add_argument("--outbox", required=True)
     p.add_argument("--first", type=int, default=0)
     p.add_argument("--count", type=int, default=0)
+    p.add_argument("--stay", action="store_true", help="keep running after draining (until killed)")
     args = p.parse_args()
     outbox = Outbox(args.outbox)
     print(f"loaded {outbox.depth()}", flush=True)
@@ -44,6 +46,8 @@ def main() -> int:
     while outbox.depth():
         time.sleep(0.01)
     print("drained", flush=True)
+    if args.stay:
+        threading.Event().wait()  # until SIGKILL
     sender.stop()
     link.stop()
     return 0
