@@ -118,7 +118,9 @@ class Prefetcher:
             if self._thread.is_alive():
                 log.error("prefetch worker %s did not stop within %.1f s", self._name, timeout)
             self._thread = None
-        self.cache.close()
+        # The cache is not ours to close (the composition root owns it), but its batched last-used times are
+        # worth keeping: flush them now.
+        self.cache.flush()
 
     def set_needs(self, needs: Iterable[Need]) -> None:
         """Replace what the schedule needs. Bad entries are reported and skipped; the earliest due wins for
