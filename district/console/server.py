@@ -34,7 +34,7 @@ from district.console import views
 from district.console.accounts import LoginLimiter, Sessions, csrf_ok, verify_password
 from district.console.forms import Form, FormParseError, parse_form
 from district.console.i18n import CATALOGUES, DEFAULT_LANG, Translator
-from district.console.service import STATUSES, Console, Draft, FormError
+from district.console.service import STATUSES, Console, Draft, FormError, Unconfirmed
 from district.console.store import ConsoleStore
 from district.mqtt import MqttError
 from firmware.protocol.alert import ALERT_ID_PATTERN
@@ -129,6 +129,7 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "loa-console"
     sys_version = ""
     protocol_version = "HTTP/1.1"
+    timeout = 60  # a client that stops sending mid-request frees its thread after this many seconds
 
     # -- plumbing ------------------------------------------------------------------------------------------
 
@@ -459,6 +460,12 @@ class _Handler(BaseHTTPRequestHandler):
     def _send_alert(self, ctx, session, d: Draft, again) -> None:
         try:
             alert_id = self.app.console.send(d, user=session.user, ip=self._ip())
+        except Unconfirmed as e:
+            a = self.app.console.alert(e.alert_id)
+            page = views.alert_page(ctx, a, self.app.console.acks(a), time.time())
+            page.messages.append(("error", ctx.t("err_broker_unconfirmed", detail=str(e))))
+            page.code = 503
+            return self._page(ctx, page)
         except MqttError as e:
             page = again(ctx.t("err_broker", detail=str(e)))
             page.code = 503

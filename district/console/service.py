@@ -47,6 +47,14 @@ class FormError(ValueError):
         self.params = params
 
 
+class Unconfirmed(MqttError):
+    """Published, but the broker did not acknowledge it: it may or may not reach the stations."""
+
+    def __init__(self, alert_id: str, detail: str):
+        super().__init__(detail)
+        self.alert_id = alert_id
+
+
 @dataclass(frozen=True, slots=True)
 class ScopeChoice:
     scope: str
@@ -242,21 +250,29 @@ class Console:
 
     def send(self, d: Draft, *, user: str, ip: str) -> str:
         """Sign, publish (waits for the broker's PUBACK), record and audit. Raises MqttError, FormError."""
-        if self.client is None:
-            raise MqttError("no broker connection")
         now = datetime.now().astimezone()
         payload = self._build(d, now, None)
+        if self.client is None or not self.client.connected:
+            # Refuse rather than let paho queue it: "not sent" must stay true, not turn into "sent later".
+            self.store.audit(user, "alert-failed", status=d.status, scope=str(d.scope), alert_id=payload.id,
+                             detail="not connected to the broker; nothing sent", ip=ip)
+            raise MqttError("not connected to the broker")
+        unconfirmed: MqttError | None = None
         try:
             alerts.publish_alert(self.client, payload, self.key, now)
         except MqttError as e:
+            # The broker did not confirm: the alert may still go out (paho resends on reconnect), so it is
+            # recorded like a sent one, with its cancel button, and the officer is told.
+            unconfirmed = e
             self.store.audit(user, "alert-failed", status=d.status, scope=str(d.scope), alert_id=payload.id,
-                             detail=str(e), ip=ip)
-            raise
+                             detail=f"not confirmed by the broker: {e}", ip=ip)
         self.store.record_alert(
             id=payload.id, status=d.status, scope=str(d.scope), headline=d.headline, text=d.text,
             audio_url=d.audio.url if d.audio else "", issued=now.timestamp(), expires=payload.expires.timestamp(),
             sent_by=user, expected=[s.sid for s in d.stations],
         )
+        if unconfirmed is not None:
+            raise Unconfirmed(payload.id, str(unconfirmed))
         what = d.text[:200] if d.text else f"audio {d.audio_name} sha256 {d.audio.sha256}" if d.audio else ""
         self.store.audit(user, "alert", status=d.status, scope=str(d.scope), alert_id=payload.id,
                          detail=f"{len(d.stations)} stations; {what}", ip=ip)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import re
+import time
 import uuid
 from urllib.parse import urlencode, urlsplit
 
@@ -297,3 +298,76 @@ def test_the_start_page_offers_the_cancel_button_of_every_active_alert(logged_in
     assert logged_in.post(f"/alert/{alert_id}/cancel", {"csrf": csrf})[0].status == 303
     _, page = logged_in.get("/")
     assert 'class="cancel"' not in page
+
+
+def test_broker_down_the_alert_is_not_sent_and_a_cancel_says_it_failed(logged_in, fleet, broker):
+    csrf = logged_in.csrf("/alert/new/exercise")
+    body, ctype = multipart({"csrf": csrf, "scope": "hv", "text": "Diễn tập"})
+    r, _ = logged_in.request("POST", "/alert/new/exercise", body, {"Content-Type": ctype})
+    alert_id = r.getheader("Location").split("/alert/")[1].split("?")[0]
+    broker.stop()
+    client = fleet.console.client
+    deadline = time.monotonic() + 10
+    while client.connected and time.monotonic() < deadline:
+        time.sleep(0.05)  # polling a condition with a deadline: paho notices the closed socket
+    assert not client.connected
+    body, ctype = multipart({"csrf": csrf, "scope": "hv", "text": "Diễn tập 2"})
+    r, page = logged_in.request("POST", "/alert/new/exercise", body, {"Content-Type": ctype})
+    assert r.status == 503 and "chưa kết nối tới máy chủ MQTT" in page and 'id="alert-form"' in page
+    assert len(fleet.store.alerts()) == 1
+    assert fleet.store.audit_log()[0].action == "alert-failed"
+    r, page = logged_in.post(f"/alert/{alert_id}/cancel", {"csrf": csrf})
+    assert r.status == 503 and "CHƯA HỦY ĐƯỢC" in page and 'class="cancel"' in page  # still cancellable
+    assert fleet.store.alert(alert_id).cancelled_at is None
+    assert fleet.store.audit_log()[0].action == "cancel-failed"
+
+
+def test_what_stations_and_officers_write_is_escaped_and_faults_show(logged_in, fleet):
+    from datetime import UTC, datetime
+
+    from firmware.protocol.reports import StationIds, Telemetry
+
+    now = datetime.now(UTC)
+    fleet.db.add_telemetry(StationIds("hv", "hb", "s1"), Telemetry(
+        id="t1", station="s1", ts=now, uptime_s=7200, link_uptime_s=60, state="fault",
+        detail="<img src=x onerror=alert(1)> amplifier", outbox_depth=0), now.timestamp())
+    _, page = logged_in.get("/")
+    assert "<img src=x" not in page and "&lt;img src=x onerror=alert(1)&gt; amplifier" in page
+    assert 'id="count-faults">1<' in page
+    csrf = logged_in.csrf("/alert/new/test")
+    body, ctype = multipart({"csrf": csrf, "scope": "hv", "text": "<script>alert(1)</script>", "headline": '"><b>'})
+    r, _ = logged_in.request("POST", "/alert/new/test", body, {"Content-Type": ctype})
+    _, page = logged_in.get(r.getheader("Location"))
+    assert "<script>alert" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert '"><b>' not in page
+
+
+def raw(url: str, data: bytes) -> bytes:
+    import socket
+
+    u = urlsplit(url)
+    with socket.create_connection((u.hostname, u.port), timeout=10) as s:
+        s.sendall(data)
+        out = b""
+        while chunk := s.recv(65536):
+            out += chunk
+            if b"\r\n\r\n" in out and (b"Connection: close" in out or out.startswith(b"HTTP/1.0")):
+                break
+        return out
+
+
+def test_malformed_http_is_answered_and_the_server_keeps_serving(logged_in, fleet):
+    cookie = "; ".join(f"{k}={v}" for k, v in logged_in.cookies.items())
+    answers = [
+        raw(fleet.url, b"GET / HTTP/2.0\r\n\r\n"),
+        raw(fleet.url, b"GET / HTTP/1.1\r\nX: " + b"a" * 70000 + b"\r\n\r\n"),
+        raw(fleet.url, f"POST /alert/new/test HTTP/1.1\r\nCookie: {cookie}\r\nContent-Length: -5\r\n\r\n".encode()),
+        raw(fleet.url, f"POST /alert/new/test HTTP/1.1\r\nCookie: {cookie}\r\nContent-Length: 99999999999\r\n"
+                       "Content-Type: multipart/form-data; boundary=x\r\n\r\n".encode()),
+        raw(fleet.url, b"POST /login HTTP/1.1\r\nContent-Length: 99999999999\r\n\r\n"),
+    ]
+    assert b"Error response" in answers[0]  # http.server answers an unknown version without a status line
+    codes = [a.split(b" ", 2)[1] for a in answers[1:]]
+    assert codes == [b"431", b"411", b"413", b"413"], codes
+    assert all(b"Traceback" not in a for a in answers)
+    assert logged_in.get("/")[0].status == 200
