@@ -59,7 +59,7 @@ class FetchPolicy:
 
 
 class FetchError(Exception):
-    """A download failed. `kind`: http, network, tls, stalled, size, hash, disk_full, quota, bad_input, stopped."""
+    """A download failed. `kind`: http, network, tls, stalled, size, hash, disk_full, quota, bad_input, deadline, stopped."""
 
     def __init__(self, url: str, kind: str, reason: str, *, retryable: bool):
         super().__init__(f"{url}: {reason}")
@@ -103,12 +103,16 @@ class Fetcher:
         *,
         stop: threading.Event | None = None,
         on_progress: Callable[[int, int | None], None] | None = None,
+        deadline_s: float | None = None,
     ) -> Path:
         """Make sure `sha256` is in the cache, downloading it from `url` if needed; return its path.
 
         Raises `FetchError` once the attempts are used up or the error is not worth retrying now.
+        `deadline_s` bounds the whole call, retries included (kind "deadline" when it passes; the partial is
+        kept): for a fetch the player waits on, such as an alert's audio, where speaking the text beats waiting.
         """
         stop = stop or threading.Event()
+        deadline = None if deadline_s is None else self._monotonic() + deadline_s
         self._check_input(url, sha256, size)
         path = self.cache.path_for(sha256)
         if path is not None:
@@ -119,13 +123,16 @@ class Fetcher:
                 raise FetchError(url, "stopped", "stopped before the download finished", retryable=True)
             try:
                 with self.cache.hold(sha256):
-                    return self._attempt(url, sha256, size, stop, on_progress)
+                    return self._attempt(url, sha256, size, stop, on_progress, deadline)
             except FetchError as e:
                 last = e
                 log.warning("fetch %s attempt %d/%d failed: %s", sha256[:12], attempt + 1, self.policy.attempts, e)
                 if not e.retryable or attempt + 1 == self.policy.attempts:
                     raise
                 delay = self._backoff(attempt)
+                if deadline is not None and self._monotonic() + delay >= deadline:
+                    raise FetchError(url, "deadline", f"gave up after {deadline_s} s: {e.reason}",
+                                     retryable=True) from e
                 self._report_retry(e, delay)
                 if stop.wait(delay):
                     raise FetchError(url, "stopped", "stopped while waiting to retry", retryable=True) from e
@@ -134,7 +141,7 @@ class Fetcher:
 
     # -- one attempt ---------------------------------------------------------------------------------
 
-    def _attempt(self, url, sha256, size, stop, on_progress) -> Path:
+    def _attempt(self, url, sha256, size, stop, on_progress, deadline=None) -> Path:
         part = self.cache.partial_path(sha256)
         have = part.stat().st_size if part.exists() else 0
         if size is not None and have > size:
@@ -150,13 +157,13 @@ class Fetcher:
                 f"needs {size} bytes; cache quota {usage.quota_bytes}, of which {usage.pinned_bytes} pinned",
                 retryable=False,
             )
-        resp = self._open(url, have, part)
+        resp = self._open(url, have, part, self._timeout(url, deadline))
         with resp:
             have, total = self._start_position(url, sha256, resp, have, size)
             if have:
                 log.info("fetch %s resuming at byte %d", sha256[:12], have)
             limit = size if size is not None else self.policy.max_size_bytes
-            have = self._copy(url, sha256, resp, part, have, limit, total, stop, on_progress)
+            have = self._copy(url, sha256, resp, part, have, limit, total, stop, on_progress, deadline)
         expected = size if size is not None else total
         if expected is not None and have < expected:
             raise FetchError(
@@ -164,13 +171,13 @@ class Fetcher:
             )
         return self._commit(url, sha256, part, size, resumed=resp.status == 206)
 
-    def _open(self, url: str, have: int, part: Path):
+    def _open(self, url: str, have: int, part: Path, timeout: float):
         headers = {"User-Agent": self.policy.user_agent, "Accept-Encoding": "identity"}
         if have:
             headers["Range"] = f"bytes={have}-"
         req = urllib.request.Request(url, headers=headers)
         try:
-            return self._opener.open(req, timeout=self.policy.socket_timeout_s)
+            return self._opener.open(req, timeout=timeout)
         except urllib.error.HTTPError as e:
             e.close()
             if e.code == 416:
@@ -211,7 +218,7 @@ class Fetcher:
             raise FetchError(url, "size", f"server has {total} bytes, the schedule says {size}", retryable=False)
         return have, total
 
-    def _copy(self, url, sha256, resp, part: Path, have, limit, total, stop, on_progress) -> int:
+    def _copy(self, url, sha256, resp, part: Path, have, limit, total, stop, on_progress, deadline) -> int:
         window_start = self._monotonic()
         window_bytes = 0
         try:
@@ -219,6 +226,9 @@ class Fetcher:
                 while True:
                     if stop.is_set():
                         raise FetchError(url, "stopped", f"stopped at byte {have} (kept to resume)", retryable=True)
+                    if deadline is not None and self._monotonic() >= deadline:
+                        raise FetchError(url, "deadline", f"deadline passed at byte {have} (kept to resume)",
+                                         retryable=True)
                     try:
                         chunk = resp.read1(self.policy.chunk_bytes)
                     except TimeoutError as e:
@@ -289,6 +299,14 @@ class Fetcher:
         if size is not None and (not isinstance(size, int) or size < 0 or size > self.policy.max_size_bytes):
             raise FetchError(url, "bad_input", f"size must be 0..{self.policy.max_size_bytes}, got {size!r}",
                              retryable=False)
+
+    def _timeout(self, url: str, deadline: float | None) -> float:
+        if deadline is None:
+            return self.policy.socket_timeout_s
+        left = deadline - self._monotonic()
+        if left <= 0:
+            raise FetchError(url, "deadline", "deadline passed before connecting", retryable=True)
+        return min(self.policy.socket_timeout_s, left)
 
     def _backoff(self, attempt: int) -> float:
         base = min(self.policy.backoff_max_s, self.policy.backoff_initial_s * (2**attempt))

@@ -265,3 +265,17 @@ def test_unknown_tls_certificate_is_refused_once_not_hammered(tls_server, cache,
         Fetcher(cache, FAST, on_retry=lambda e, d: retries.append(e)).fetch(url, sha, len(data))
     assert e.value.kind == "tls" and not e.value.retryable
     assert retries == [] and sha not in cache
+
+
+def test_a_deadline_bounds_the_whole_fetch_for_a_waiting_player(server, cache):
+    import time
+
+    data, sha = payload(50_000)
+    server.add("a.mp3", body=data, stall_after=5000)
+    policy = FetchPolicy(attempts=10, socket_timeout_s=30, stall_timeout_s=30, backoff_initial_s=0.01)
+    t = time.monotonic()
+    with pytest.raises(FetchError) as e:
+        Fetcher(cache, policy).fetch(server.url("a.mp3"), sha, len(data), deadline_s=0.5)
+    assert time.monotonic() - t < 1.5
+    assert e.value.kind in ("deadline", "stalled") and sha not in cache
+    assert cache.partial_path(sha).stat().st_size == 5000  # kept: the prefetcher resumes it later
