@@ -211,3 +211,54 @@ def test_broker_config_never_replaces_a_directory_it_did_not_write(district_dir,
     fresh = tmp_path / "fresh"
     assert cli("broker-config", "--district-dir", district_dir, "--out", fresh) == 0
     assert cli("broker-config", "--district-dir", district_dir, "--out", fresh) == 0  # its own output: replaced
+
+
+def test_the_firmware_link_works_with_its_provisioned_config(fleet, district_dir):
+    """The chain end to end: generated station.toml -> the firmware's own MQTT adapter -> TLS with the station
+    certificate (server name checked against the broker certificate) -> ACL."""
+    import json
+    from datetime import UTC, datetime
+
+    config = pytest.importorskip("firmware.config")
+    adapter = pytest.importorskip("firmware.adapters.mqtt")
+    reports = pytest.importorskip("firmware.protocol.reports")
+    topics = pytest.importorskip("firmware.protocol.topics")
+
+    files = district_dir / "stations/s1"
+    text = (files / "station.toml").read_text()
+    # on the Pi the files are under /etc/loa and the broker is at its real name; here: the district dir and the
+    # test broker (the certificate's default names include localhost)
+    text = text.replace("/etc/loa/tls/", f"{files}/tls/").replace(":8883", f":{fleet.port}")
+    cfg = config.parse_config_text(text, "station.toml")
+    b, st = cfg.broker, cfg.station
+    assert b.url == f"mqtts://localhost:{fleet.port}"
+    collector = fleet.account("collector")
+    assert collector.connect()
+    assert _granted(collector.subscribe("loa/v1/lx/c1/s1/status"))
+    sender = fleet.account("sender")
+    assert sender.connect()
+
+    cond, got = fleet.cond, []
+
+    def on_message(topic, payload, retained):
+        with cond:
+            got.append((topic, payload))
+            cond.notify_all()
+
+    link = adapter.station_link(
+        b.url, reports.StationIds(st.district, st.commune, st.id), fw="test", boot_id="boot-1", config_hash="h",
+        wall=lambda: datetime.now(UTC), subscriptions=topics.station_subscriptions(topics.Scope(st.district, st.commune, st.id)),
+        on_message=on_message, keepalive_s=b.keepalive_s,
+        tls=adapter.TlsFiles(ca=b.ca_file, cert=b.cert_file, key=b.key_file),
+    )
+    link.start()
+    try:
+        status = "loa/v1/lx/c1/s1/status"
+        assert collector.wait_for(lambda: any(json.loads(p).get("state") == "online" for p in collector.received(status)))
+        assert not sender.publish("loa/v1/lx/c1/s2/cmd", b"not for s1").is_failure
+        assert not sender.publish("loa/v1/lx/c1/alert", b"for the commune", retain=True).is_failure
+        assert collector.wait_for(lambda: ("loa/v1/lx/c1/alert", b"for the commune") in got)
+        assert all(t != "loa/v1/lx/c1/s2/cmd" for t, _ in got)
+    finally:
+        link.stop()
+    assert collector.wait_for(lambda: any(json.loads(p).get("state") == "offline" for p in collector.received(status)))
