@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from pathlib import Path
 
 from firmware.cli_support import UsageError
 from provisioning.commands._common import reports_errors
 from provisioning.district import init_district
 from provisioning.ids import id_problem
+
+_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+
+
+def _host_ok(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return 0 < len(host) <= 253 and all(_LABEL.match(label) for label in host.rstrip(".").split("."))
 
 
 def register(subparsers) -> None:
@@ -38,6 +50,11 @@ def run(args) -> int:
     if not 1 <= args.broker_port <= 65535:
         raise UsageError(f"--broker-port {args.broker_port} is not a TCP port")
     hosts = args.broker_host or ["localhost", "127.0.0.1"]
+    bad = [h for h in hosts if not _host_ok(h)]
+    if bad:
+        raise UsageError(f"--broker-host {bad[0]!r} is neither an IP address nor a DNS name")
+    if len(set(hosts)) != len(hosts):
+        raise UsageError("--broker-host names repeat")
     d = init_district(Path(args.out), args.district, hosts, args.broker_port)
     kid = d.active_key().kid
     print(f"district {d.id} created in {d.root}")

@@ -82,3 +82,14 @@ def test_commands_refuse_a_directory_that_is_not_a_district(tmp_path, capsys):
         assert "not a loa district directory" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x"]
     assert list((tmp_path / "x").iterdir()) == []
+
+
+def test_broker_host_must_be_a_name_or_an_address(tmp_path, capsys):
+    import pytest
+
+    for bad in ("mqtt server", "-x.example", "http://mqtt.example"):
+        with pytest.raises(SystemExit) as e:
+            cli("init-district", "--district", "lx", "--out", tmp_path / "d", f"--broker-host={bad}")
+        assert e.value.code == 2
+        assert "neither an IP address nor a DNS name" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()
