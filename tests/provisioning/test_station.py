@@ -102,3 +102,16 @@ def test_a_district_tool_account_name_cannot_be_taken_by_a_station(district_dir)
 def test_revoke_unknown_station_is_an_error(district_dir, capsys):
     assert cli("revoke", "nope", "--district-dir", district_dir) == 1
     assert "not provisioned" in capsys.readouterr().err
+
+
+def test_list_shows_stations_revocations_accounts_and_keys(district_dir, capsys):
+    assert _station(district_dir, "--name", "Loa thôn 1") == 0
+    assert _station(district_dir, station="s2") == 0
+    assert cli("revoke", "s2", "--district-dir", district_dir) == 0
+    capsys.readouterr()
+    assert cli("list", "--district-dir", district_dir) == 0
+    out = capsys.readouterr().out
+    assert "stations (1):" in out and "c1/s1  preset pi-hat-v1" in out and "Loa thôn 1" in out
+    assert "revoked certificates (1):" in out and "  s2  serial" in out
+    assert "collector.lx (collector)" in out and "sender.lx (sender)" in out
+    assert "(active)" in out
