@@ -80,7 +80,7 @@ def run(args) -> int:
     settings = Settings(lang=args.lang, tz=args.tz, max_upload_bytes=int(args.max_upload_mb * 1e6),
                         secure_cookie=args.secure_cookie, session_s=args.session_hours * 3600)
     try:
-        console.follow_acks()
+        console.follow_stations()
         server = ConsoleServer(console, store, settings, bind=args.bind, port=args.port).start()
     except (MqttError, OSError) as e:
         print(f"loa-district console: {e}", file=sys.stderr)

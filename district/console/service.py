@@ -3,7 +3,8 @@
 The HTTP layer (`server.py`) only parses forms and renders; every decision and every side effect is here, so
 tests can drive it directly. Sending goes through `district.alerts` (the same payloads, signatures and retained
 publication as `loa-district alert`/`cancel`). Acks arrive on the console's own MQTT subscription and are stored
-in the collector's `acks` table (deduplicated by station, alert and state).
+in the collector's `acks` table (deduplicated by station, alert and state), and so are the stations'
+status messages, through the collector's own `handle`.
 """
 
 from __future__ import annotations
@@ -18,12 +19,12 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from district import alerts
+from district.collector import Collector
 from district.console.store import ConsoleStore, SentAlert
 from district.db import DistrictDb, StationRow
 from district.mqtt import DistrictClient, Message, MqttError
 from firmware.protocol.alert import AudioRef, describe_errors
 from firmware.protocol.keys import SigningKey
-from firmware.protocol.reports import StationIds
 from firmware.protocol.topics import Scope, TopicError
 
 log = logging.getLogger(__name__)
@@ -105,21 +106,21 @@ class Console:
         self.content_dir = Path(content_dir) if content_dir else None
         self.content_base_url = content_base_url
         self._now = now
+        self._store = Collector(db, now=now)  # parsing and storage only: no network of its own
 
     # -- MQTT ------------------------------------------------------------------------------------------------
 
-    def follow_acks(self) -> None:
-        """Subscribe to every station's acks (called once the client is connected)."""
-        if self.client is not None:
-            self.client.subscribe(["loa/v1/+/+/+/ack"], self.on_ack)
+    def follow_stations(self) -> None:
+        """Subscribe to every station's status and acks (called once the client is connected).
 
-    def on_ack(self, msg: Message) -> None:
-        ack = alerts.parse_ack_message(msg)
-        if ack is None:
-            return
-        s = ack.scope
-        self.db.add_ack(StationIds(s.district, s.commune, s.station), ack.ref, ack.state, ack.reason,
-                        ack.at.timestamp(), self._now())
+        Stored with the collector's own parsing and storage (`Collector.handle`: strict, deduplicated, never
+        raises), so the console knows which stations exist and are online, and can offer them as scopes,
+        even while the collector is down. Telemetry and play logs still come from the collector."""
+        if self.client is not None:
+            self.client.subscribe(["loa/v1/+/+/+/status", "loa/v1/+/+/+/ack"], self.on_message)
+
+    def on_message(self, msg: Message) -> None:
+        self._store.handle(msg.topic, msg.payload)
 
     # -- the fleet -------------------------------------------------------------------------------------------
 

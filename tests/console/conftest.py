@@ -52,7 +52,7 @@ def start_console(broker_url: str, tmp_path: Path, key, *, max_upload_bytes: int
     client = DistrictClient.from_url(broker_url).connect()
     console = Console(db, store, key, client, content_dir=tmp_path / "content",
                       content_base_url="http://127.0.0.1:9/content")
-    console.follow_acks()
+    console.follow_stations()
     server = ConsoleServer(console, store, Settings(max_upload_bytes=max_upload_bytes), port=0,
                            limiter=LoginLimiter(attempts=5, window_s=300)).start()
     return Running(server.url, server, console, store, db, db_path, key_path)

@@ -371,3 +371,19 @@ def test_malformed_http_is_answered_and_the_server_keeps_serving(logged_in, flee
     assert codes == [b"431", b"411", b"413", b"413"], codes
     assert all(b"Traceback" not in a for a in answers)
     assert logged_in.get("/")[0].status == 200
+
+
+def test_stations_are_known_from_their_status_even_without_the_collector(logged_in, fleet, broker):
+    import json
+
+    with DistrictClient.from_url(broker.url) as station:
+        station.publish("loa/v1/hv/hx/s9/status", json.dumps(
+            {"v": 1, "state": "online", "station": "s9", "boot_id": "b9"}).encode(), retain=True)
+        station.publish("loa/v1/hv/hx/s8/status", b'{"state": "online", "station": "not-s8"}', retain=True)
+        deadline = time.monotonic() + 10
+        while fleet.console.station("hv/hx/s9") is None and time.monotonic() < deadline:
+            time.sleep(0.05)  # a condition with a deadline: the console stores it from paho's thread
+    assert fleet.console.station("hv/hx/s9").state == "online"
+    assert fleet.console.station("hv/hx/s8") is None  # malformed: refused, not stored
+    _, page = logged_in.get("/alert/new/test")
+    assert 'value="hv/hx/s9"' in page and 'value="hv/hx"' in page
