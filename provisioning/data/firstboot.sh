@@ -5,6 +5,8 @@
 #
 # Idempotent: run it again (after copying a newer bundle, or after a failure) and only what differs changes.
 # Progress lines on the terminal; everything, including command output, in /var/log/loa-firstboot.log.
+# It also installs loa-firstboot.service, which runs `firstboot.sh --if-changed` at every boot: a bundle that
+# was not applied completely (no network for pip, say) or a newer bundle copied onto the card is applied then.
 #
 # Test hooks, never set on a station:
 #   LOA_ROOT=/some/dir  write every file under this prefix instead of /
@@ -17,6 +19,11 @@ ROOT="${LOA_ROOT:-}"
 SANDBOX="${LOA_SANDBOX:-0}"
 # shellcheck source=/dev/null
 . "$BUNDLE/bundle.env"
+APPLIED="$ROOT/var/lib/loa-firstboot/bundle"
+
+if [ "${1:-}" = "--if-changed" ] && [ -f "$APPLIED" ] && [ "$(cat "$APPLIED")" = "$LOA_BUNDLE_ID" ]; then
+    exit 0  # at boot: this bundle is already applied (quietly: no log line on every boot)
+fi
 
 LOG="$ROOT/var/log/loa-firstboot.log"
 mkdir -p "$ROOT/var/log"
@@ -248,9 +255,28 @@ step_firewall() {
     run nft -f /etc/nftables.conf
 }
 
+step_boot_hook() {
+    put_text /etc/systemd/system/loa-firstboot.service 0644 <<UNIT
+# Written by $BUNDLE/firstboot.sh: apply the provisioning bundle on the boot partition when it changed.
+[Unit]
+Description=loa: apply a new or incompletely applied provisioning bundle
+Wants=network-online.target
+After=network-online.target
+ConditionPathExists=$BUNDLE/firstboot.sh
+
+[Service]
+Type=oneshot
+ExecStart=/bin/bash $BUNDLE/firstboot.sh --if-changed
+
+[Install]
+WantedBy=multi-user.target
+UNIT
+    run systemctl enable loa-firstboot.service
+}
+
 step_finish() {
-    mkdir -p "$ROOT/var/lib/loa-firstboot"
-    sed -n 's/^LOA_BUNDLE_ID=//p' "$BUNDLE/bundle.env" >"$ROOT/var/lib/loa-firstboot/bundle"
+    mkdir -p "$(dirname "$APPLIED")"
+    printf '%s\n' "$LOA_BUNDLE_ID" >"$APPLIED"
     if [ -f "$BUNDLE/tls/station.key" ] && [ "${LOA_KEEP_BUNDLE_KEY:-0}" != 1 ]; then
         # the boot partition is FAT, readable by anyone holding the card: the key lives only in /etc/loa now
         rm -f "$BUNDLE/tls/station.key"
@@ -277,4 +303,5 @@ step_time
 step_hostname
 step_ssh
 step_firewall
+step_boot_hook
 step_finish

@@ -33,9 +33,9 @@ def _bundle(district_dir, out, *extra):
     return cli("bundle", "--district-dir", district_dir, "--station", "s1", "--out", out, *extra)
 
 
-def _run_firstboot(bundle: Path, root: Path, **env) -> subprocess.CompletedProcess:
+def _run_firstboot(bundle: Path, root: Path, *args: str, **env) -> subprocess.CompletedProcess:
     return subprocess.run(
-        ["bash", str(bundle / "firstboot.sh")],
+        ["bash", str(bundle / "firstboot.sh"), *args],
         env={**os.environ, "LOA_ROOT": str(root), "LOA_SANDBOX": "1", **env},
         capture_output=True, text=True, timeout=60,
     )
@@ -129,7 +129,15 @@ def test_firstboot_installs_everything_once_and_is_idempotent(provisioned, tmp_p
         assert f"sandbox: {cmd}" in log or cmd in log, cmd
     assert "station s1 configured" in first.stdout  # progress on the terminal too
 
+    hook = (etc / "systemd/system/loa-firstboot.service").read_text()
+    assert f"ExecStart=/bin/bash {b}/firstboot.sh --if-changed" in hook
+    assert "sandbox: systemctl enable loa-firstboot.service" in log
+
     before = tree_snapshot(root / "etc")
+    log_before = (root / "var/log/loa-firstboot.log").read_text()
+    at_boot = _run_firstboot(b, root, "--if-changed")  # what loa-firstboot.service does at every boot
+    assert at_boot.returncode == 0 and at_boot.stdout == ""
+    assert (root / "var/log/loa-firstboot.log").read_text() == log_before  # applied already: not even a log line
     second = _run_firstboot(b, root)
     assert second.returncode == 0, second.stdout + second.stderr
     assert "nothing changed" in second.stdout
@@ -158,7 +166,8 @@ def test_new_trust_anchors_replace_retired_ones_on_reinstall(provisioned, tmp_pa
     for step in ((), ("--activate",), ("--retire",)):
         assert cli("rotate-signing-key", "--district-dir", district_dir, *step) == 0
     assert _bundle(district_dir, tmp_path / "b", "--ssh-key", key, "--wheel", wheel) == 0
-    assert _run_firstboot(tmp_path / "b/loa", root).returncode == 0
+    # a newer bundle copied onto the card is applied by the boot hook
+    assert _run_firstboot(tmp_path / "b/loa", root, "--if-changed").returncode == 0
     new = {p.name for p in (root / "etc/loa/trust").iterdir()}
     assert len(new) == 1 and new.isdisjoint(old)
 
