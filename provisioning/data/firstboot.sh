@@ -293,6 +293,7 @@ step_finish() {
 
 log "loa first boot: station $LOA_STATION, district $LOA_DISTRICT, bundle $BUNDLE"
 check_bundle
+step_boot_hook  # first: if a later step fails, the next boot retries
 step_packages
 step_user
 step_config
@@ -303,5 +304,4 @@ step_time
 step_hostname
 step_ssh
 step_firewall
-step_boot_hook
 step_finish
