@@ -11,6 +11,7 @@ import time
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from benchmarks._common import row
 from firmware.core.events import Booted
 from firmware.core.policy import Policy
 from firmware.core.schedule import ScheduleDoc
@@ -67,10 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     elapsed, entries = simulate(args.days)
     per_s = args.days / elapsed
     limit_s = args.days / 30.0  # the goal: 30 days per second
-    print(f"day_sim: {args.days} days x 50 programmes/day -> {entries} play-log entries")
-    print(f"  {'figure':<34} {'value':>12} {'limit':>10} {'ratio':>8}")
-    print(f"  {'wall time for the run':<34} {elapsed:>10.3f} s {limit_s:>8.2f} s {elapsed / limit_s:>8.2f}")
-    print(f"  {'simulated days per second':<34} {per_s:>12.1f} {'>= 30':>10} {30 / per_s:>8.2f}")
+    print(f"day_sim: {args.days} days x 50 programmes/day -> {entries} play-log entries, "
+          f"{per_s:.0f} simulated days per second")
+    row(f"day_sim: {args.days} simulated days", elapsed, limit_s, unit="s", peer_name="limit", goal=1.0)
     return 0
 
 

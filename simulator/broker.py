@@ -76,6 +76,9 @@ class Mosquitto:
                     # root-owned temp dir ("Error: Permission denied"): sessions were lost on every restart.
                     "user root" if os.geteuid() == 0 else "",
                     "max_queued_messages 100000",
+                    # Alerts are small messages that must not wait: without this, Nagle's algorithm on the
+                    # broker's socket held about one alert in two back by ~40 ms (measured, preempt_latency).
+                    "set_tcp_nodelay true",
                     "log_type error",
                     "log_type warning",
                     extra_conf,

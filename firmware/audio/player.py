@@ -152,6 +152,8 @@ class Player:
                     self._recover_sink()
                 elif self._item is None:
                     self._idle()
+                elif self._next is not None and self._item.fading and self._item.started:
+                    self._hand_over(self._item)
                 else:
                     self._step(self._item)
                 self._publish()
@@ -176,7 +178,8 @@ class Player:
         self._next = cmd
         if self._item is not None:
             log.info("play %s preempts %s", cmd.play_id, self._item.cmd.play_id)
-            self._wind_down(self._item, min(cmd.fade_s, self.block_s))
+            # Half a block at most: the fade-out and the new item's first samples share one block.
+            self._wind_down(self._item, min(cmd.fade_s, self.block_s / 2))
 
     def _on_stop(self, play_id: str, fade_s: float) -> None:
         if self._next is not None and self._next.play_id == play_id:
@@ -255,6 +258,63 @@ class Player:
         item.frames += len(out)
         if item.fading and item.chain.faded_out or item.limit is not None and item.frames >= item.limit:
             self._end(item, completed=False)
+
+    def _hand_over(self, old: _Item) -> None:
+        """Preemption in a single block: the rest of the old item's fade-out, then the new item's first
+        samples (which fade in). The two never overlap, so each stays under its own cap, and the preempting
+        item (an alert) reaches the sink in the very next block instead of one block later."""
+        fade_frames = min(self.block_frames, max(0, old.chain.fade._left))
+        parts = []
+        if fade_frames:
+            try:
+                tail = old.source.read(fade_frames)
+            except Exception:  # the old item is ending anyway: its last samples are not worth a failure
+                tail = np.zeros(0, dtype=np.float32)
+            if len(tail) < fade_frames:
+                tail = np.concatenate([tail, np.zeros(fade_frames - len(tail), dtype=np.float32)])
+            parts.append(old.chain.process(tail))
+            old.frames += fade_frames
+        self._end(old, completed=False)
+        new = self._item = _Item(self._next, self.rate)
+        self._next = None
+        if not self._open(new):
+            self._write_parts(parts)
+            return
+        if self.amplifier is not None and self.amplifier.ready_in() > 0:
+            self._write_parts(parts)  # amp not warm (it was off): the usual path waits for it
+            return
+        want = self.block_frames - fade_frames
+        if want > 0:
+            try:
+                first = new.source.read(want)
+            except SourceError as e:
+                self._write_parts(parts)
+                self._fail(new, str(e))
+                return
+            if len(first):
+                parts.append(new.chain.process(first))
+                new.frames += len(first)
+        if not self._write_parts(parts):
+            self._fail(new, "audio device error during hand-over")
+            return
+        if new.frames:
+            new.started = True
+            log.info("playing %s (%s %s) at %.1f dB, cap %.1f dBFS", new.cmd.play_id, new.cmd.kind,
+                     new.cmd.ref, new.cmd.gain_db, new.cmd.cap_db)
+            self._emit(PlaybackStarted(new.cmd.play_id))
+
+    def _write_parts(self, parts: list) -> bool:
+        if not parts:
+            return True
+        self._busy_since = time.monotonic()
+        try:
+            self.sink.write(np.concatenate(parts) if len(parts) > 1 else parts[0])
+            return True
+        except Exception as e:
+            self._sink_failed(e)
+            return False
+        finally:
+            self._busy_since = None
 
     def _open(self, item: _Item) -> bool:
         self._busy_since = time.monotonic()

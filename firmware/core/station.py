@@ -125,6 +125,9 @@ class Station:
             self._reconcile(now, out)
         if self._high_water is None or now > self._high_water:
             self._high_water = now
+        # Audio first: the runtime carries commands out in order, and an alert must not wait behind an
+        # ack or a play-log write (an fsync on an SD card). Stable, so each group keeps its own order.
+        out.sort(key=_urgency)
         return out
 
     def next_deadline(self) -> datetime | None:
@@ -628,6 +631,14 @@ def alert_source(a: Alert) -> SequenceSpec:
         text = ". ".join(t for t in (a.headline, a.text) if t) or "Thông báo khẩn cấp."
         parts.append(SpeechSpec(text))
     return SequenceSpec(tuple(parts), repeat=max(1, a.repeat), gap_s=1.0)
+
+
+_URGENCY = {C.Play: 0, C.Stop: 0, C.SetGain: 0, C.Amplifier: 1, C.Ack: 2, C.Led: 3, C.StateChanged: 3,
+            C.Report: 4}
+
+
+def _urgency(cmd) -> int:
+    return _URGENCY.get(type(cmd), 5)
 
 
 def _snake(name: str) -> str:

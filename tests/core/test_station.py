@@ -171,12 +171,23 @@ def test_cancel_stops_at_once_plays_a_notice_and_the_programme_resumes():
     n = len(run.commands)
     run.send(E.AlertReceived(alert("c1", msg_type="cancel", refs=["a1"], issued=at(2026, 12, 1, 5, 36))))
     cmds = [c for _, c in run.commands[n:]]
-    assert isinstance(cmds[1], C.Stop) and cmds[1].play_id.startswith("play-")
-    notice = next(c for c in cmds if isinstance(c, C.Play))
+    # audio first: the alert stops and the notice starts before any ack or log write
+    assert isinstance(cmds[0], C.Stop) and cmds[0].reason == "cancelled by c1"
+    assert isinstance(cmds[1], C.Play)
+    notice = cmds[1]
     assert notice.kind == "notice"
     assert ("a1", "done", "cancelled by c1") in [(a.ref, a.state, a.reason) for a in run.acks]
     run.run_until(at(2026, 12, 1, 5, 40))
     assert [c.ref for _, c in run.commands if isinstance(c, C.Play)][-1] == "tin-sang"
+
+
+def test_audio_commands_come_before_acks_and_log_writes():
+    run = boot(station(), at(2026, 12, 1, 5, 0))
+    run.run_until(at(2026, 12, 1, 5, 35))
+    n = len(run.commands)
+    run.send(E.AlertReceived(alert(issued=at(2026, 12, 1, 5, 35))))
+    kinds = [type(c).__name__ for _, c in run.commands[n:]]
+    assert kinds[0] == "Play" and kinds.index("Ack") > 0 and kinds.index("Report") > kinds.index("Ack")
 
 
 def test_update_replaces_the_running_alert():
