@@ -53,8 +53,8 @@ def main(argv: list[str] | None = None) -> int:
                                           severity="severe")
                     t0 = time.monotonic()
                     publish_alert(district, payload, bench.key, datetime.now(TZ))
-                    ok = bench.wait(lambda: any(p.kind == "alert" and p.ref == payload.id
-                                                for _, p in bench.plays[n_before:]), 10)
+                    ok = bench.wait(lambda aid=payload.id, n=n_before: any(
+                        p.kind == "alert" and p.ref == aid for _, p in bench.plays[n:]), 10)
                     if not ok:
                         print(f"alert {i} ({payload.id}) never played")
                         return 1
