@@ -40,7 +40,8 @@ def seed_station(db: DistrictDb, sid: str, state: str = "online") -> None:
     db.add_status(StationIds(d, c, s), Status(state=state, station=s, boot_id="b1", ts=ts), now)
 
 
-def start_console(broker_url: str, tmp_path: Path, key, *, max_upload_bytes: int = 200_000) -> Running:
+def start_console(broker_url: str, tmp_path: Path, key, *, max_upload_bytes: int = 200_000,
+                  content_base_url: str = "http://127.0.0.1:9/content") -> Running:
     """The console as `loa-district console` builds it, in this process, on a free port."""
     key_path = tmp_path / "district.key"
     if not key_path.exists():
@@ -51,7 +52,7 @@ def start_console(broker_url: str, tmp_path: Path, key, *, max_upload_bytes: int
     store.add_user(USER, hash_password(PASSWORD))
     client = DistrictClient.from_url(broker_url).connect()
     console = Console(db, store, key, client, content_dir=tmp_path / "content",
-                      content_base_url="http://127.0.0.1:9/content")
+                      content_base_url=content_base_url)
     console.follow_stations()
     server = ConsoleServer(console, store, Settings(max_upload_bytes=max_upload_bytes), port=0,
                            limiter=LoginLimiter(attempts=5, window_s=300)).start()
