@@ -16,13 +16,16 @@ from pathlib import Path
 
 from firmware import __version__
 from firmware.config import StationConfig, config_hash
-from firmware.core.schedule import FileSource, ScheduleDoc
+from firmware.core.events import SourceNote
+from firmware.core.schedule import ScheduleDoc
 from firmware.core.sources import FileSpec
 from firmware.core.station import Station, StationSettings
 from firmware.inbound import InboundHandler, load_active_schedule
 from firmware.runtime import Call, Inbound, Runtime
 
 log = logging.getLogger(__name__)
+
+PLAY_TIME_FETCH_S = 5.0
 
 
 @dataclass
@@ -186,7 +189,16 @@ class App:
         p.cache = ContentCache(root, int(c.cache_quota_mb * 1e6))
         p.stoppers.append(p.cache.close)
         p.fetcher = Fetcher(p.cache)
-        p.prefetcher = Prefetcher(p.cache, p.fetcher, now=clock.wall, horizon=timedelta(hours=c.prefetch_hours))
+        p.prefetcher = Prefetcher(p.cache, p.fetcher, now=clock.wall, horizon=timedelta(hours=c.prefetch_hours),
+                                  on_status=self._content_status)
+
+    def _content_status(self, sha256: str, state: str, reason: str) -> None:
+        """Prefetch progress (worker thread): missing or failing content is logged as soon as it is known,
+        hours ahead; the district's `cmd fetch` answers with what is still missing."""
+        if state in ("failed", "missing"):
+            log.warning("content %s %s: %s", sha256[:12], state, reason)
+        else:
+            log.debug("content %s %s %s", sha256[:12], state, reason)
 
     def _resolve(self, spec: FileSpec) -> str | None:
         """Where the player finds a district file: the cache; for an alert's audio, fetched right now."""
@@ -194,14 +206,16 @@ class App:
         path = p.prefetcher.resolve(spec) if p.prefetcher else None
         if path is None and spec.url and spec.sha256 and p.fetcher is not None:
             try:
-                return str(p.fetcher.fetch(spec.url, spec.sha256))
+                # Bounded: the player waits on this (after the alert's attention tone); a dead link must
+                # not hold the speakers silent for minutes of retries.
+                return str(p.fetcher.fetch(spec.url, spec.sha256, deadline_s=PLAY_TIME_FETCH_S))
             except Exception as e:
                 log.error("content %s could not be fetched at play time: %s", spec.url, e)
         return path
 
     def _refresh_needs(self) -> None:
         """Tell the prefetcher what the schedule plays within the horizon."""
-        from firmware.content.prefetch import Need
+        from firmware.content.prefetch import needs_from_segments
 
         p = self.parts
         if p.prefetcher is None or p.runtime is None:
@@ -209,12 +223,7 @@ class App:
         planner = p.runtime.station.planner
         now = self.clock.wall()
         end = now + timedelta(hours=self.cfg.content.prefetch_hours)
-        needs = {}
-        for seg in planner.segments_between(now - timedelta(hours=6), end):
-            src = seg.programme.source
-            if isinstance(src, FileSource) and src.url and src.sha256 and src.sha256 not in needs:
-                needs[src.sha256] = Need(src.url, src.sha256, src.size, seg.start)
-        p.prefetcher.set_needs(needs.values())
+        p.prefetcher.set_needs(needs_from_segments(planner.segments_between(now - timedelta(hours=6), end)))
 
     def _build_player(self) -> None:
         from firmware.audio.player import Player
@@ -233,8 +242,12 @@ class App:
                                         buffer_blocks=a.buffer_blocks)
         p.sink = self.sink
 
-        def opener(spec, rate):
-            return open_source(spec, rate, resolve=self._resolve)
+        def opener(spec, rate, play_id=None):
+            def on_switch(frm, to, reason) -> None:
+                if play_id is not None and frm is not None:  # the first "switch" is just the start
+                    self.events.put(SourceNote(play_id, f"relay: switch {frm} -> {to}: {reason}"))
+
+            return open_source(spec, rate, resolve=self._resolve, on_switch=on_switch)
 
         p.player = Player(self.sink, amplifier=p.amplifier, open_source=opener, emit=self.events.put,
                           block_ms=a.block_ms, rate=a.rate_hz)

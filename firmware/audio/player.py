@@ -319,7 +319,7 @@ class Player:
     def _open(self, item: _Item) -> bool:
         self._busy_since = time.monotonic()
         try:
-            item.source = self._open_source(item.cmd.source, self.rate)
+            item.source = self._open_source(item.cmd.source, self.rate, play_id=item.cmd.play_id)
             skip(item.source, item.cmd.offset_s)
         except SourceError as e:
             self._fail(item, str(e))

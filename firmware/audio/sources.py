@@ -27,8 +27,12 @@ Resolver = Callable[[FileSpec], "str | None"]
 MAX_REPEAT = 100
 
 
-def open_source(spec: SourceSpec, rate: int, *, resolve: Resolver | None = None):
-    """Open `spec` as a Source at `rate` Hz. Raises `SourceError` with a readable reason."""
+def open_source(spec: SourceSpec, rate: int, *, resolve: Resolver | None = None, on_switch=None,
+                play_id: str | None = None):
+    """Open `spec` as a Source at `rate` Hz. Raises `SourceError` with a readable reason.
+
+    `on_switch(from, to, reason)`: live relays report URL switches; `play_id` is only for openers that wrap
+    this one (the app ties relay switches to the item being played)."""
     if isinstance(spec, FileSpec):
         return FileSource(_file_path(spec, resolve), rate)
     if isinstance(spec, ToneSpec):
@@ -40,7 +44,7 @@ def open_source(spec: SourceSpec, rate: int, *, resolve: Resolver | None = None)
     if isinstance(spec, SequenceSpec):
         return SequenceSource(spec, rate, resolve=resolve)
     if isinstance(spec, StreamSpec):
-        return _open_stream(spec, rate)
+        return _open_stream(spec, rate, on_switch)
     raise SourceError(f"cannot play a {type(spec).__name__}: not a source spec")
 
 
@@ -56,13 +60,14 @@ def _file_path(spec: FileSpec, resolve: Resolver | None) -> str:
     return path
 
 
-def _open_stream(spec: StreamSpec, rate: int):
+def _open_stream(spec: StreamSpec, rate: int, on_switch=None):
     # Imported lazily: the live relay (firmware/audio/relay.py) is optional and may pull in network code.
     try:
         from firmware.audio import relay
     except ImportError as e:
         raise SourceError(f"live relay not available in this build: {e}") from e
-    return relay.open_stream(spec, rate)
+    return relay.open_stream(spec, rate, on_switch=on_switch,
+                             fallback_open=lambda path: FileSource(path, rate))
 
 
 class SequenceSource:

@@ -66,6 +66,14 @@ class PlaybackFailed:
 
 
 @dataclass(frozen=True, slots=True)
+class SourceNote:
+    """Something the source of `play_id` did that the play log must say (a live relay switched URL)."""
+
+    play_id: str
+    note: str
+
+
+@dataclass(frozen=True, slots=True)
 class AlertReceived:
     """A verified alert (or update, or cancel). `topic` is where it came from, for acks and logs."""
 
@@ -128,6 +136,7 @@ Event = (
     | PlaybackStarted
     | PlaybackEnded
     | PlaybackFailed
+    | SourceNote
     | AlertReceived
     | ScheduleReceived
     | ButtonPressed

@@ -213,6 +213,11 @@ class Station:
             return
         self._finish(cur, now, out, played_s=ev.played_s, completed=False, failed=ev.reason)
 
+    def on_source_note(self, ev: E.SourceNote, now: datetime, out: list) -> None:
+        cur = self._current
+        if cur is not None and cur.play_id == ev.play_id and len(cur.reasons) < 50:
+            cur.reasons.append(f"{now:%H:%M:%S} {ev.note}")
+
     def on_alert_received(self, ev: E.AlertReceived, now: datetime, out: list) -> None:
         a = ev.alert
         out.append(C.Ack(a.id, "received"))
