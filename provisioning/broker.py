@@ -123,6 +123,8 @@ def render_conf(district: District, opts: BrokerOptions, conf_dir: str, has_crl:
         "max_packet_size 262144",
         "max_queued_messages 1000",
         "max_inflight_messages 20",
+        "# An alert must not wait for Nagle's algorithm: measured ~40 ms on one delivery in two without it.",
+        "set_tcp_nodelay true",
         f"log_dest {opts.log_dest}",
         "log_type error",
         "log_type warning",
