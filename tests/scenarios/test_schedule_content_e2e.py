@@ -132,7 +132,7 @@ def start(tmp_path, broker, due: datetime, lead_s: float, office: District, **kw
 
 
 def test_pushed_schedule_is_accepted_prefetched_verified_and_played_then_a_tampered_file_is_refused(
-        broker, district, tmp_path):
+        broker, district, tmp_path, capsys):
     office, server, content = district
     good, sha, size = add_file(encode(tmp_path / "news.wav", 440, 1.5, "-ar", "48000"), content)
     due = next_minute()
@@ -169,6 +169,10 @@ def test_pushed_schedule_is_accepted_prefetched_verified_and_played_then_a_tampe
         assert missing.sha256 == sha2 and "sha256 mismatch" in missing.reason, missing
         assert sha2 not in app.parts.cache
         assert not list((Path(app.cfg.paths.state_dir) / "content" / "partial").glob(f"{sha2}*"))
+        # the district can ask: `cmd fetch` retries now and answers with what is still missing
+        assert main(["cmd", "fetch", "--scope", STATION, "--key", str(tmp_path / "district.key"), "--broker",
+                     broker.url, "--wait", "15"]) == 0
+        assert "done: fetch started; 1 file(s) missing within the horizon" in capsys.readouterr().out
         app.clock.step((due2 - timedelta(seconds=4) - app.clock.wall()).total_seconds())
         assert rec.wait_for(lambda r: report(r, "news2") is not None, 20), rec.commands
     finally:
@@ -242,8 +246,13 @@ def test_mute_unmute_and_gain_commands_are_done_and_change_what_plays(broker, di
         assert rec.wait_for(lambda r: len([p for p in r.of(C.Play) if p.ref == "nhac"]) == 2, 5), rec.commands
         resumed = [p for p in rec.of(C.Play) if p.ref == "nhac"][1]
         assert resumed.gain_db == -8 and resumed.offset_s > 0
+        assert cmd(broker, tmp_path, "telemetry") == 0
+        assert "done: telemetry" in capsys.readouterr().out
+        assert cmd(broker, tmp_path, "selftest") == 0
+        out = capsys.readouterr().out
+        assert "done: passed: " in out and "link ok: MQTT connected" in out, out
         states = [a.state for a in office.acks if a.ref.startswith("s1-cmd-")]
-        assert states == ["done", "done", "done"]
+        assert states == ["done"] * 5
     finally:
         app.stop()
     [first, *_] = rec.reports()
