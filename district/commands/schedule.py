@@ -3,11 +3,13 @@
     loa-district schedule push week-48.json --scope hoa-vang/hoa-bac --key keys/ed25519-....key \
         --broker mqtts://broker:8883 --cafile ca.crt --cert sender.crt --cert-key sender.key [--watch 60]
     loa-district schedule show --scope hoa-vang/hoa-bac --broker ... [--trust keys/ed25519-....json]
+    loa-district schedule clear --scope hoa-vang/hoa-bac --broker ...
 
 `push` validates the file with the station's own models, sets its `target` to the scope (a file naming another
 target is refused), refuses a version that is not greater than the one retained on the scope's topic, signs it
 and publishes it retained (QoS 1), then prints what it sent. `--watch SECONDS` then follows the stations'
-acks of `schedule-v{N}` like `loa-district watch`. `--dry-run` does everything but publish.
+acks of `schedule-v{N}` like `loa-district watch`. `--dry-run` does everything but publish. `clear` removes the
+retained schedule of a scope (stations keep running what they accepted).
 
 Exit status: 0 sent (with --watch: every known station accepted); 1 refused (a bad file, an old version, a
 broker error; with --watch: a station rejected it); 2 bad arguments; 3 with --watch: a station stayed silent.
@@ -47,6 +49,15 @@ def register(subparsers) -> None:
                       help="then wait up to SECONDS for every known station's ack")
     add_broker_arguments(push, required=False)
     push.set_defaults(func=run_push)
+
+    clear = sub.add_parser(
+        "clear", help="remove the schedule retained on a scope's topic (stations keep what they run)",
+        description="Publishes an empty retained message on loa/v1/<scope>/schedule: stations connecting later "
+        "no longer receive it. Stations keep running the schedule they accepted; use it to retire a superseded "
+        "schedule (e.g. a commune's old version that every reconnect would otherwise reject again).")
+    clear.add_argument("--scope", required=True, help="district, district/commune or district/commune/station")
+    add_broker_arguments(clear)
+    clear.set_defaults(func=run_clear)
 
     show = sub.add_parser("show", help="print the schedule retained on a scope's topic")
     show.add_argument("--scope", required=True, help="district, district/commune or district/commune/station")
@@ -141,6 +152,19 @@ def _print_sent(doc, topic: str, kid: str, size: int, *, dry_run: bool) -> None:
     tail = "" if dry_run else " (broker acknowledged)"
     print(f"{verb} retained to {topic}{tail}; stations ack it as {schedules.ack_ref(doc.version)}",
           file=sys.stderr)
+
+
+def run_clear(args) -> int:
+    scope = _scope(args.scope)
+    try:
+        with client_from_args(args) as client:
+            retained = schedules.retained_schedule(client, scope)
+            topic = schedules.publish(client, scope, b"")
+    except MqttError as e:
+        return _fail("clear", str(e))
+    was = f"schedule v{retained.version}" if retained and retained.version is not None else "nothing"
+    print(f"cleared {topic} (was: {was}); stations keep the schedule they run")
+    return EXIT_OK
 
 
 def run_show(args) -> int:

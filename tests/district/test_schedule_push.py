@@ -319,3 +319,22 @@ def test_show_with_an_unreadable_trust_file_exits_1(broker, tmp_path, capsys):
     assert main(["schedule", "show", "--scope", SCOPE, "--broker", broker.url, "--trust",
                  str(tmp_path / "missing.json")]) == 1
     assert "missing.json" in capsys.readouterr().err
+
+
+def test_clear_removes_the_retained_schedule_and_a_station_keeps_its_own(broker, keys, tmp_path, capsys):
+    key, anchors = keys
+    s = InboundStation(broker.url, Scope("hoa-vang", "hoa-bac", "tram-01"), anchors, tmp_path)
+    try:
+        assert push(write_doc(tmp_path, version=2), broker, key, "--watch", "10") == 0
+        capsys.readouterr()
+        assert main(["schedule", "clear", "--scope", SCOPE, "--broker", broker.url]) == 0
+        assert "cleared loa/v1/hoa-vang/hoa-bac/schedule (was: schedule v2)" in capsys.readouterr().out
+        assert retained(broker.url, "loa/v1/hoa-vang/hoa-bac/schedule") == []
+        assert main(["schedule", "clear", "--scope", SCOPE, "--broker", broker.url]) == 0
+        assert "(was: nothing)" in capsys.readouterr().out
+        # after a clear, a version is checked against nothing retained; the station still holds v2
+        assert push(write_doc(tmp_path, version=2), broker, key, "--watch", "10") == 1
+        assert "version 2 is not newer than the active version 2" in capsys.readouterr().out
+        assert s.handler.schedule_version == 2
+    finally:
+        s.close()
