@@ -248,7 +248,11 @@ class MqttLink:
             if self._subscriptions:
                 opts = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)
                 client.subscribe([(t, opts) for t in self._subscriptions])
-            client.publish(self.status_topic, self._birth(), qos=1, retain=True)
+            info = client.publish(self.status_topic, self._birth(), qos=1, retain=True)
+            with self._lock:
+                # Registered (nobody waits for it) so its PUBACK is not parked in `_early`, where a later
+                # publish() reusing that mid (paho wraps at 65535) would take it for its own.
+                self._pending[info.mid] = None
             self._connected = True
             log.info(
                 "%s: link up to %s:%d (session present: %s)",
@@ -282,9 +286,8 @@ class MqttLink:
                 if mid in self._pending:
                     cb = self._pending.pop(mid)
                 else:
+                    # publish() has not recorded this mid yet (the PUBACK beat it): it will find it here.
                     self._early[mid] = ok
-                    if len(self._early) > 10000:  # our own birth messages: nobody waits for them
-                        self._early.clear()
                     return
             _call_done(cb, ok)
         except Exception:

@@ -96,13 +96,21 @@ class Outbox:
                 )
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                self._rollback()
                 raise
             inserted = cur.rowcount == 1
             self._bytes -= dropped
             if inserted:
                 self._bytes += size
             return inserted
+
+    def _rollback(self) -> None:
+        """Undo the open transaction; a failing ROLLBACK (disk full) must not hide the original error."""
+        if self._db.in_transaction:
+            try:
+                self._db.execute("ROLLBACK")
+            except sqlite3.Error:
+                log.exception("outbox %s: rollback failed", self.path)
 
     def _make_room(self, size: int) -> int:
         """Delete oldest rows (telemetry first) until `size` more bytes fit. Inside the caller's transaction."""
@@ -153,7 +161,7 @@ class Outbox:
                         self._bytes -= got[0]
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                self._rollback()
                 raise
 
     # -- figures -------------------------------------------------------------------------------------------------

@@ -29,12 +29,14 @@ from firmware.reporting.daily import DayLog, next_midnight
 from firmware.reporting.outbox import Outbox
 from firmware.reporting.sender import DEFAULT_WINDOW, Sender
 from firmware.reporting.telemetry import THERMAL_PATH, Snapshot, TelemetryBuilder
+from firmware.reporting.unsaved import STORE_ERRORS, UnsavedReports
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TELEMETRY_INTERVAL_S = 300.0
 DEFAULT_MIN_CHANGE_GAP_S = 10.0
-MAX_WAIT_S = 60.0  # re-read the wall clock at least this often: it may step (NTP sync after boot)
+MAX_WAIT_S = 60.0
+UNSAVED_RETRY_S = 2.0  # how often reports the outbox refused are retried (disk full)  # re-read the wall clock at least this often: it may step (NTP sync after boot)
 
 
 class Reporter:
@@ -68,6 +70,8 @@ class Reporter:
         self._link_since: float | None = None
         self._change_due: float | None = None  # monotonic time an on-change telemetry is due
         self._last_telemetry = float("-inf")
+        self.unsaved = UnsavedReports()
+        self._store_lock = threading.Lock()
         self._link_lock = threading.Lock()
         self._link_changes: collections.deque[tuple[bool, datetime]] = collections.deque()
         self._wakeup = threading.Event()
@@ -89,16 +93,17 @@ class Reporter:
             self._thread.join(5)
         self.sender.stop()
         self._record_link_changes()
-        self.days.link_down(self.clock.wall())
+        self._quietly(self.days.link_down, self.clock.wall())
         self.days.close()
 
     # -- what the runtime tells us (any thread) -------------------------------------------------------------
 
     def report(self, entry) -> None:
-        """A `firmware.core.commands.PlayLogEntry`: into the outbox (durable on return) and the day's log."""
+        """A `firmware.core.commands.PlayLogEntry`: into the outbox (durable on return; if the card is full,
+        kept in memory and retried, see `firmware.reporting.unsaved`) and the day's log. Never raises on I/O."""
         payload = playlog_from_entry(entry, self.ids.station)
-        self.outbox.put(payload.id, "playlog", self.ids.topic("report"), encode(payload))
-        self.days.add_entry(payload, self.clock.wall().tzinfo)
+        self._store(payload.id, "playlog", self.ids.topic("report"), encode(payload))
+        self._quietly(self.days.add_entry, payload, self.clock.wall().tzinfo)
         if entry.result == "failed":
             log.warning("%s: %s %s failed: %s", self.ids.station, entry.kind, entry.ref, entry.reason)
         self.sender.wake()
@@ -111,7 +116,7 @@ class Reporter:
             changed = before.state != state or before.detail != detail
         if changed:
             if state == "fault" and before.state != "fault":
-                self.days.add_fault(self.clock.wall(), detail)
+                self._quietly(self.days.add_fault, self.clock.wall(), detail)
             now = self.clock.monotonic()
             self._change_due = max(now, self._last_telemetry + self.min_change_gap_s)
             self._wakeup.set()
@@ -133,10 +138,7 @@ class Reporter:
         with self._link_lock:  # keep up/down in order whichever thread records them
             while self._link_changes:
                 up, at = self._link_changes.popleft()
-                if up:
-                    self.days.link_up(at)
-                else:
-                    self.days.link_down(at)
+                self._quietly(self.days.link_up if up else self.days.link_down, at)
 
     # -- building reports ------------------------------------------------------------------------------------
 
@@ -146,11 +148,12 @@ class Reporter:
         with self._snap_lock:
             snap = self._snap
         t = self.builder.build(
-            snap, link_up_since=self._link_since, outbox_depth=self.outbox.depth(), counters=self.outbox.counters()
+            snap, link_up_since=self._link_since, outbox_depth=self.outbox.depth() + len(self.unsaved),
+            counters=self.counters(),
         )
-        self.outbox.put(t.id, "telemetry", self.ids.topic("telemetry"), encode(t))
+        self._store(t.id, "telemetry", self.ids.topic("telemetry"), encode(t))
         self._last_telemetry = self.clock.monotonic()
-        self.days.link_tick(self.clock.wall())
+        self._quietly(self.days.link_tick, self.clock.wall())
         self.sender.wake()
         return t
 
@@ -158,7 +161,7 @@ class Reporter:
         """Build the report of `day` and put it in the outbox (idempotent: same id for the same day)."""
         self._record_link_changes()
         report = self.days.build(day, self.clock.wall().tzinfo, self.ids.station)
-        self.outbox.put(report.id, "daily", self.ids.topic("report"), encode(report))
+        self._store(report.id, "daily", self.ids.topic("report"), encode(report))
         self.sender.wake()
         log.info(
             "%s: daily report %s: online %.1f%%, %.0f/%.0f min played, %d fault(s)",
@@ -170,6 +173,46 @@ class Reporter:
             report.faults,
         )
         return report
+
+    def counters(self) -> dict[str, int]:
+        """Drops so far: persisted ones from the outbox plus those of reports it could not take."""
+        stored = self.outbox.counters()
+        return {
+            "dropped_telemetry": stored["dropped_telemetry"] + self.unsaved.dropped_telemetry,
+            "dropped_reports": stored["dropped_reports"] + self.unsaved.lost,
+        }
+
+    def _store(self, report_id: str, kind: str, topic: str, payload: bytes) -> None:
+        with self._store_lock:
+            if len(self.unsaved) and not self.unsaved.flush_into(self.outbox):
+                self.unsaved.keep(report_id, kind, topic, payload)  # behind the older ones, in order
+                self._wakeup.set()
+                return
+            try:
+                self.outbox.put(report_id, kind, topic, payload)
+            except STORE_ERRORS as e:
+                log.error("%s: outbox cannot store %s %s (%s): kept in memory", self.ids.station, kind, report_id, e)
+                self.unsaved.keep(report_id, kind, topic, payload)
+                self._wakeup.set()
+                return
+        self.sender.wake()
+
+    def _retry_unsaved(self) -> None:
+        if not len(self.unsaved):
+            return
+        with self._store_lock:
+            if self.unsaved.flush_into(self.outbox):
+                self.sender.wake()
+                return
+        if self.link.connected:
+            self.unsaved.publish_direct(self.link)
+
+    def _quietly(self, fn, *args) -> None:
+        """Day-log bookkeeping must not stop reporting when the card is full: log and go on."""
+        try:
+            fn(*args)
+        except STORE_ERRORS as e:
+            log.error("%s: day log not updated (%s)", self.ids.station, e)
 
     def _daily_due(self) -> None:
         today = self.clock.wall().date()
@@ -187,6 +230,7 @@ class Reporter:
         while not self._stop.is_set():
             try:
                 self._record_link_changes()
+                self._retry_unsaved()
                 now = self.clock.monotonic()
                 if now >= next_periodic or (self._change_due is not None and now >= self._change_due):
                     self._change_due = None
@@ -197,6 +241,8 @@ class Reporter:
                 until_midnight = (next_midnight(wall) - wall).total_seconds() + 1
                 due = [next_periodic, self._change_due or float("inf")]
                 wait = min(min(due) - self.clock.monotonic(), until_midnight, MAX_WAIT_S)
+                if len(self.unsaved):
+                    wait = min(wait, UNSAVED_RETRY_S)
             except Exception:
                 log.exception("%s: reporter housekeeping failed", self.ids.station)
                 wait = MAX_WAIT_S

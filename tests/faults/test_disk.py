@@ -75,11 +75,6 @@ def test_a_full_disk_does_not_stop_the_station_and_reports_resume_when_space_ret
     assert "c" in {d["ref"] for d in collector.playlog().values()}  # reporting works again with space
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "firmware gap: with the disk full, Reporter.report() raises sqlite3 'database or disk is full', the "
-    "runtime logs it and the play-log entry is gone; nothing tells the district (issue 5: play-log entries "
-    "are never dropped silently). Remove this mark when the station keeps such entries in memory or counts "
-    "and reports the loss."))
 def test_play_log_entries_made_while_the_disk_is_full_still_reach_the_district(
         tmp_path, small_disk, broker, collector):
     run_through_a_full_disk(tmp_path, small_disk, broker, collector, {"a", "b", "c"})

@@ -20,9 +20,9 @@ SID = "hoa-vang/hoa-bac/hb-07"
 
 
 class Station:
-    def __init__(self, url: str, state_dir, **reporter_kwargs):
+    def __init__(self, url: str, state_dir, outbox_cls=Outbox, **reporter_kwargs):
         clock = RealClock()
-        self.outbox = Outbox(state_dir / "outbox.sqlite")
+        self.outbox = outbox_cls(state_dir / "outbox.sqlite")
         box: list[Reporter] = []
         self.link = station_link(url, IDS, fw="t", boot_id="boot-x", config_hash="", wall=clock.wall,
                                  on_link=lambda up: box and box[0].on_link(up), keepalive_s=5,
@@ -170,3 +170,47 @@ def test_the_daily_report_is_built_after_local_midnight_and_once_per_day(tmp_pat
         assert [i for i in outbox.ids() if "daily" in i] == ["hb-07-daily-2026-12-03"]
     finally:
         rep.stop()
+
+
+class FullCard(Outbox):
+    """An outbox on a card that can be made full (the real thing is in tests/faults/test_disk.py, tmpfs)."""
+
+    full = False
+
+    def put(self, *args, **kwargs):
+        if self.full:
+            import sqlite3
+
+            raise sqlite3.OperationalError("database or disk is full")
+        return super().put(*args, **kwargs)
+
+
+def test_reports_the_full_card_refused_reach_the_district_from_memory_and_are_stored_when_space_returns(
+        broker, tmp_path, district):
+    station = Station(broker.url, tmp_path / "st", outbox_cls=FullCard).start()
+    try:
+        wait_for(lambda: station.link.connected, 5, "station online")
+        station.outbox.full = True
+        station.reporter.report(entry("on-full-card-1"))
+        station.reporter.report(entry("on-full-card-2"))
+        station.reporter.telemetry_now()  # not kept: counted
+        wait_for(lambda: set(rows(district.db, "playlog")) == {"on-full-card-1", "on-full-card-2"}, 10,
+                 "the reports sent from memory")
+        assert station.reporter.counters() == {"dropped_telemetry": 1, "dropped_reports": 0}
+        station.outbox.full = False
+        station.reporter.report(entry("after"))
+        wait_for(lambda: len(rows(district.db, "playlog")) == 3, 10, "the report made after space returned")
+        wait_for(lambda: station.outbox.depth() == 0 and len(station.reporter.unsaved) == 0, 10, "all settled")
+    finally:
+        station.stop()
+
+
+def test_memory_for_refused_reports_is_bounded_and_every_loss_is_counted():
+    from firmware.reporting.unsaved import UnsavedReports
+
+    unsaved = UnsavedReports(max_items=2)
+    for i in range(4):
+        unsaved.keep(f"p{i}", "playlog", "t", b"x")
+    unsaved.keep("t1", "telemetry", "t", b"x")
+    assert unsaved.ids() == ["p2", "p3"]
+    assert (unsaved.lost, unsaved.dropped_telemetry) == (2, 1)
