@@ -15,7 +15,13 @@ from pathlib import Path
 from district.alerts import AckTracker, _quiet_collect
 from district.mqtt import DistrictClient, Message
 from firmware.core.policy import fmt_hhmm
-from firmware.core.schedule import MAX_SCHEDULE_BYTES, ScheduleDoc, ScheduleError, parse_schedule
+from firmware.core.schedule import (
+    MAX_SCHEDULE_BYTES,
+    ScheduleDoc,
+    ScheduleError,
+    check_against_policy,
+    parse_schedule,
+)
 from firmware.inbound import MAX_SCHEDULE_ENVELOPE_BYTES
 from firmware.protocol.envelope import open_envelope, parse_json_object, seal
 from firmware.protocol.errors import Rejected
@@ -71,6 +77,12 @@ def prepare(raw: bytes, scope: Scope, source: str = "<schedule>") -> Prepared:
     except ScheduleError as e:
         raise ScheduleFileError(source, e.problems) from None
     return Prepared(doc, payload)
+
+
+def policy_problems(doc: ScheduleDoc, cfg) -> list[str]:
+    """What a station with config `cfg` (a `firmware.config.StationConfig`) would refuse in `doc`, in full
+    (its ack cuts the list at 500 characters)."""
+    return check_against_policy(doc, cfg.policy, cfg.station.timezone)
 
 
 def seal_checked(prepared: Prepared, key: SigningKey) -> bytes:

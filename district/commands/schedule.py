@@ -45,6 +45,9 @@ def register(subparsers) -> None:
     push.add_argument("--key", required=True, metavar="KEY", help="district signing key (<kid>.key)")
     push.add_argument("--dry-run", action="store_true",
                       help="validate and sign, check the retained version if --broker is given, publish nothing")
+    push.add_argument("--check-against", nargs="+", default=[], metavar="STATION_TOML",
+                      help="station configs whose policy (allowed windows, time zone) the schedule must satisfy; "
+                      "refuses to push and lists every problem otherwise")
     push.add_argument("--watch", type=float, metavar="SECONDS",
                       help="then wait up to SECONDS for every known station's ack")
     add_broker_arguments(push, required=False)
@@ -97,6 +100,9 @@ def run_push(args) -> int:
     except KeyFileError as e:
         return _fail("push", str(e))
     doc = prepared.doc
+    refused = _check_against(doc, args.check_against)
+    if refused is not None:
+        return refused
     ref = schedules.ack_ref(doc.version)
     topic = scope.topic("schedule")
     if not args.broker:
@@ -127,6 +133,28 @@ def run_push(args) -> int:
             return printer.wait(args.watch)
     except MqttError as e:
         return _fail("push", str(e))
+
+
+def _check_against(doc, config_paths: list[str]) -> int | None:
+    """Exit status when a station config refuses the schedule (or cannot be read), else None."""
+    from firmware.config import ConfigError, load_config
+
+    bad = False
+    for path in config_paths:
+        try:
+            cfg = load_config(path)
+        except ConfigError as e:
+            print(f"loa-district schedule push: {e}", file=sys.stderr)
+            return EXIT_BAD
+        problems = schedules.policy_problems(doc, cfg)
+        if problems:
+            bad = True
+            ident = cfg.station
+            print(f"loa-district schedule push: station {ident.district}/{ident.commune}/{ident.id} ({path}) "
+                  f"would reject it, {len(problems)} problem(s):", file=sys.stderr)
+            for problem in problems:
+                print(f"  {problem}", file=sys.stderr)
+    return EXIT_BAD if bad else None
 
 
 def _version_problem(retained: schedules.Retained | None, version: int) -> str:

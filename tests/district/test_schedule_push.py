@@ -338,3 +338,37 @@ def test_clear_removes_the_retained_schedule_and_a_station_keeps_its_own(broker,
         assert s.handler.schedule_version == 2
     finally:
         s.close()
+
+
+STATION_TOML = """
+[station]
+district = "hoa-vang"
+commune = "hoa-bac"
+id = "tram-01"
+[[policy.windows]]
+start = "05:35"
+end = "21:00"
+"""
+
+
+def test_check_against_a_station_config_lists_every_problem_and_publishes_nothing(broker, keys, tmp_path, capsys):
+    key, _ = keys
+    (tmp_path / "tram-01.toml").write_text(STATION_TOML)
+    assert push(EXAMPLE, broker, key, "--check-against", str(tmp_path / "tram-01.toml")) == 1
+    err = capsys.readouterr().err
+    assert "station hoa-vang/hoa-bac/tram-01" in err and "would reject it, 13 problem(s):" in err
+    # all of them, not the 500 characters an ack can carry
+    assert 'programme "nhac-hieu-sang" starts 05:30 on Sun, outside allowed window 05:35-21:00' in err
+    assert 'programme "tin-sang" starts 05:31 on Sat' in err
+    assert retained(broker.url, "loa/v1/hoa-vang/hoa-bac/schedule") == []
+    (tmp_path / "ok.toml").write_text(STATION_TOML.replace("05:35", "05:00"))
+    assert push(EXAMPLE, broker, key, "--check-against", str(tmp_path / "ok.toml")) == 0
+
+
+def test_check_against_an_unreadable_config_exits_1(keys, tmp_path, capsys):
+    key, _ = keys
+    (tmp_path / "bad.toml").write_text("[station\n")
+    assert main(["schedule", "push", str(EXAMPLE), "--scope", SCOPE, "--key", str(key), "--dry-run",
+                 "--check-against", str(tmp_path / "bad.toml")]) == 1
+    err = capsys.readouterr().err
+    assert "bad.toml: 1 problem(s)" in err and "not valid TOML" in err
