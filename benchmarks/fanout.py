@@ -38,7 +38,7 @@ from firmware.adapters.mqtt import SharedLoop, parse_url
 from firmware.protocol.envelope import seal
 from firmware.protocol.topics import Scope
 from simulator.broker import Mosquitto
-from simulator.fleet import Fleet, FleetOptions, raise_fd_limit
+from simulator.fleet import Fleet, FleetOptions, ProcessFleet, raise_fd_limit
 
 GOAL_S = 1.0
 GOAL_RATIO = 2.0
@@ -81,6 +81,89 @@ class Counter:
             return self.cond.wait_for(lambda: self.n >= n, timeout)
 
 
+def _bare_worker(conn, url: str, first: int, n: int, loops: int, topic: str) -> None:
+    """A worker process of the baseline: `n` bare subscribers on `loops` shared loops; streams arrivals."""
+    shared = [SharedLoop(name=f"bench-bare-{i}") for i in range(loops)]
+    subs = Counter()
+    lock = threading.Lock()
+
+    def on_msg(b: Bare, t: float) -> None:
+        with lock:
+            conn.send(("msg", b.client_id, t))
+
+    clients = [Bare(url, f"bench-bare-{i:04d}", topic, subs.inc, on_msg) for i in range(first, first + n)]
+    for i, c in enumerate(clients):
+        shared[i % loops].attach(c)
+    subs.wait(n, 120)
+    with lock:
+        conn.send(("subscribed", subs.n, 0.0))
+    conn.recv()  # "stop"
+    for c in clients:
+        try:
+            c.client.disconnect()
+        except Exception:
+            pass
+    for i, c in enumerate(clients):
+        shared[i % loops].detach(c, 1.0)
+    for s in shared:
+        s.close()
+    conn.close()
+
+
+def bare_round_procs(url: str, n: int, loops: int, procs: int, topic: str, envelope: bytes,
+                     timeout: float) -> list[float]:
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    got, ready = Counter(), Counter()
+    arrived: dict[str, float] = {}
+    workers = []
+    first = 0
+    for i in range(procs):
+        count = n // procs + (1 if i < n % procs else 0)
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(target=_bare_worker, args=(child, url, first, count, max(1, loops // procs), topic),
+                           daemon=True)
+        proc.start()
+        child.close()
+        first += count
+
+        def read(conn=parent) -> None:
+            try:
+                while True:
+                    kind, cid, t = conn.recv()
+                    if kind == "subscribed":
+                        for _ in range(cid):
+                            ready.inc()
+                    elif cid not in arrived:
+                        arrived[cid] = t
+                        got.inc()
+            except (EOFError, OSError):
+                pass
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        workers.append((proc, parent, reader))
+    try:
+        if not ready.wait(n, timeout):
+            raise SystemExit(f"bare subscribers: only {ready.n}/{n} subscribed within {timeout:g} s")
+        with DistrictClient.from_url(url, client_id="bench-district-bare") as district:
+            t0 = time.monotonic()
+            district.publish(topic, envelope, qos=1, retain=False)
+            if not got.wait(n, timeout):
+                print(f"bare subscribers: only {got.n}/{n} received the message", file=sys.stderr)
+    finally:
+        for _proc, conn, _reader in workers:
+            try:
+                conn.send("stop")
+            except OSError:
+                pass
+        for proc, _conn, reader in workers:
+            proc.join(30)
+            reader.join(5)
+    return [t - t0 for t in arrived.values()]
+
+
 def bare_round(url: str, n: int, loops: int, topic: str, envelope: bytes, timeout: float) -> list[float]:
     shared = [SharedLoop(name=f"bench-bare-{i}") for i in range(loops)]
     subs, got = Counter(), Counter()
@@ -116,8 +199,9 @@ def bare_round(url: str, n: int, loops: int, topic: str, envelope: bytes, timeou
 
 
 def fleet_round(url: str, n: int, loops: int, communes: int, workdir: Path, key, rounds: int,
-                timeout: float) -> tuple[list[list[float]], float, int]:
+                timeout: float, procs: int = 1) -> tuple[list[list[float]], list[list[float]], float, int]:
     firsts: dict[str, dict[str, float]] = {}
+    inbound: dict[str, dict[str, float]] = {}
     got = Counter()
     lock = threading.Lock()
 
@@ -129,10 +213,15 @@ def fleet_round(url: str, n: int, loops: int, communes: int, workdir: Path, key,
             if fb.station in seen:
                 return
             seen[fb.station] = fb.t
+            if fb.t_inbound is not None:
+                inbound.setdefault(fb.ref, {})[fb.station] = fb.t_inbound
         got.inc()
 
     opts = FleetOptions(stations=n, communes=communes, broker_url=url, loops=loops)
-    fleet = Fleet(opts, workdir, key=key, on_first_block=on_first_block)
+    if procs > 1:
+        fleet = ProcessFleet(opts, workdir, procs=procs, key=key, on_first_block=on_first_block)
+    else:
+        fleet = Fleet(opts, workdir, key=key, on_first_block=on_first_block)
     t_start = time.monotonic()
     fleet.start()
     try:
@@ -140,9 +229,11 @@ def fleet_round(url: str, n: int, loops: int, communes: int, workdir: Path, key,
             raise SystemExit(f"fleet: only {fleet.summary().subscribed}/{n} stations subscribed")
         ready_s = time.monotonic() - t_start
         scope = Scope(opts.district)
-        results = []
+        results, delivered = [], []
         with DistrictClient.from_url(url, client_id="bench-district-fleet") as district:
             for r in range(rounds):
+                # the previous alert must have ended: an alert of equal severity queues behind a playing one
+                fleet.wait(lambda s: s.alerting == 0, timeout)
                 now = fleet.clock.wall()
                 alert = build_alert(scope=scope, status="actual", now=now, expires_in=timedelta(minutes=10),
                                     text="Bão số 9 đổ bộ. Benchmark.", severity="severe", headline="fanout",
@@ -153,11 +244,12 @@ def fleet_round(url: str, n: int, loops: int, communes: int, workdir: Path, key,
                     print(f"fleet: only {len(firsts.get(alert.id, {}))}/{n} stations started the alert",
                           file=sys.stderr)
                 results.append([t - t0 for t in firsts.get(alert.id, {}).values()])
+                delivered.append([t - t0 for t in inbound.get(alert.id, {}).values()])
             district.publish(scope.topic("alert"), b"", qos=1, retain=True)  # clear the retained alert
         faults = fleet.summary().faults
     finally:
         fleet.stop()
-    return results, ready_s, faults
+    return results, delivered, ready_s, faults
 
 
 def describe(name: str, xs: list[float], n: int) -> str:
@@ -171,10 +263,14 @@ def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks fanout", description=__doc__.splitlines()[0])
     p.add_argument("--stations", type=int, default=1000)
     p.add_argument("--communes", type=int, default=20)
-    p.add_argument("--loops", type=int, default=os.cpu_count() or 1, help="shared network loops (default: cores)")
+    p.add_argument("--loops", type=int, default=os.cpu_count() or 1,
+                   help="shared network loops in all (default: one per core)")
+    p.add_argument("--procs", type=int, default=1,
+                   help="worker processes for the fleet and for the baseline alike (default 1: all in this one)")
     p.add_argument("--broker", help="an existing broker URL (default: a private mosquitto)")
     p.add_argument("--rounds", type=int, default=1, help="alerts published one after another to the fleet")
     p.add_argument("--timeout", type=float, default=180.0)
+    p.add_argument("--no-single", action="store_true", help="skip the one-station-alone comparison")
     p.add_argument("--switch-interval-ms", type=float, default=None,
                    help="sys.setswitchinterval for this run (default: Python's 5 ms)")
     args = p.parse_args(argv)
@@ -201,17 +297,31 @@ def main(argv: list[str]) -> int:
                                  expires_in=timedelta(minutes=10), text="Bão số 9 đổ bộ. Benchmark.",
                                  severity="severe", headline="fanout", repeat=1, tone=True)
             envelope = seal(sample.to_bytes(), key)
-            bare = bare_round(url, n, args.loops, scope.topic("alert"), envelope, args.timeout)
-            fleet_runs, ready_s, faults = fleet_round(url, n, args.loops, args.communes, Path(tmp), key,
-                                                      args.rounds, args.timeout)
+            if args.procs > 1:
+                bare = bare_round_procs(url, n, args.loops, args.procs, scope.topic("alert"), envelope,
+                                        args.timeout)
+            else:
+                bare = bare_round(url, n, args.loops, scope.topic("alert"), envelope, args.timeout)
+            fleet_runs, deliveries, ready_s, faults = fleet_round(url, n, args.loops, args.communes, Path(tmp), key,
+                                                      args.rounds, args.timeout, args.procs)
+            # One station alone, against one bare subscriber alone (median of 5 fresh runs each): what a
+            # station adds to the broker's delivery when it has a CPU to itself, as every Pi does.
+            one_bare, one_fleet = [], []
+            if not args.no_single:
+                for i in range(5):
+                    one_bare += bare_round(url, 1, 1, scope.topic("alert"), envelope, 30)
+                    runs, _, _, _ = fleet_round(url, 1, 1, 1, Path(tmp) / f"one-{i}", key, 1, 30)
+                    one_fleet += runs[0]
         finally:
             if broker is not None:
                 broker.cleanup()
-    print(f"{n} stations, {args.communes} communes, {args.loops} shared loops, fleet subscribed in {ready_s:.1f} s, "
+    print(f"{n} stations, {args.communes} communes, {args.procs} process(es), {args.loops} shared loop(s), "
+          f"fleet subscribed in {ready_s:.1f} s, "
           f"{faults} faults")
     print(describe("bare paho subscribers", bare, n))
     worst = 0
     for i, xs in enumerate(fleet_runs):
+        print(describe(f"fleet round {i + 1} alert reached the station's link", deliveries[i], n))
         print(describe(f"fleet round {i + 1} first alert block", xs, n))
         if len(xs) < n or len(bare) < n:
             worst = 1
@@ -224,6 +334,16 @@ def main(argv: list[str]) -> int:
         row(f"fanout {n} last station vs 1 s goal", max(xs), GOAL_S, unit="s", peer_name="limit", goal=1.0)
         if max(xs) > GOAL_S or ratio > GOAL_RATIO:
             worst = 1
+    if one_fleet and one_bare:
+        one_s, one_b = statistics.median(one_fleet), statistics.median(one_bare)
+        print(f"one station alone: first alert block after {one_s * 1000:.1f} ms; one bare subscriber "
+              f"{one_b * 1000:.1f} ms (medians of 5)")
+        row("fanout 1 station alone", one_s, one_b, unit="s", peer_name="bare", goal=GOAL_RATIO)
+        if bare and len(bare) == n:
+            # N stations each on its own CPU: the broker's delivery to N subscribers plus one station's own work
+            proj = max(bare) + max(0.0, one_s - one_b)
+            row(f"fanout {n} projected (one CPU per station)", proj, max(bare), unit="s", peer_name="bare",
+                goal=GOAL_RATIO)
     return worst
 
 

@@ -2,8 +2,9 @@
 
 from simulator.fleet.fleet import Fleet, FleetOptions, Summary, raise_fd_limit
 from simulator.fleet.player import FirstBlock, VirtualPlayer
+from simulator.fleet.procs import ProcessFleet
 from simulator.fleet.station import FleetStation
 from simulator.fleet.timers import Timers
 
-__all__ = ["FirstBlock", "Fleet", "FleetOptions", "FleetStation", "Summary", "Timers", "VirtualPlayer",
+__all__ = ["FirstBlock", "Fleet", "FleetOptions", "FleetStation", "ProcessFleet", "Summary", "Timers", "VirtualPlayer",
            "raise_fd_limit"]

@@ -71,6 +71,7 @@ class FleetOptions:
     keepalive_s: int = 50
     schedule: ScheduleDoc | None = None
     prefix: str = "s"
+    first: int = 0  # index of the first station (a worker process of a multi-process fleet runs a slice)
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,7 @@ class Fleet:
     opts: FleetOptions
     workdir: Path
     key: SigningKey | None = None  # the district key the stations trust; generated when not given
+    trust_file: Path | None = None  # or: an existing trust-anchor file (worker processes; `key` stays None)
     on_first_block: Callable[[FirstBlock], None] | None = None
     on_command: Callable | None = None
     clock: object = None
@@ -124,6 +126,9 @@ class Fleet:
         self._cond = threading.Condition()
         self.loops: list[SharedLoop] = []
         self.timers: Timers | None = None
+        if self.trust_file is not None:
+            self.trust_path = Path(self.trust_file)
+            return
         if self.key is None:
             self.key = generate(self.opts.district)
         (self.workdir / "district.key").write_bytes(signing_key_pem(self.key))
@@ -142,7 +147,7 @@ class Fleet:
         base = self.base_config()
         communes = commune_ids(max(1, self.opts.communes))
         out = []
-        for i in range(self.opts.stations):
+        for i in range(self.opts.first, self.opts.first + self.opts.stations):
             sid = station_id(self.opts.prefix, i)
             ident = base.station.model_copy(update={"commune": communes[i % len(communes)], "id": sid})
             paths = base.paths.model_copy(update={"state_dir": str(self.workdir / "stations" / sid)})

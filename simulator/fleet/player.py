@@ -30,6 +30,7 @@ class FirstBlock:
     kind: str
     ref: str
     t: float
+    t_inbound: float | None = None  # when the station's last message arrived off the network (fleet breakdown)
 
 
 @dataclass

@@ -10,8 +10,10 @@ costs about 1 % of a core while idle (each wakes every 2 s for its clock-trust c
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -61,6 +63,7 @@ class FleetStation:
         self.state = "booting"
         self.online = False
         self.subscribed = False
+        self.last_inbound_t: float | None = None
         self._on_change = on_change
         self._on_command_extra = on_command
         self.events: queue.Queue = queue.Queue()
@@ -72,7 +75,11 @@ class FleetStation:
         self.station = Station(cfg.policy, schedule, cfg.tz, StationSettings(
             amp_warmup_s=0.0, amp_hang_s=cfg.gpio.amp_hang_s, fade_s=cfg.audio.fade_ms / 1000,
             id_prefix=f"{ident.id}.{self.boot_id}"))
-        self.player = VirtualPlayer(ident.id, timers, self.events.put, on_first_block=on_first_block)
+        first = None
+        if on_first_block is not None:
+            def first(fb: FirstBlock) -> None:
+                on_first_block(dataclasses.replace(fb, t_inbound=self.last_inbound_t))
+        self.player = VirtualPlayer(ident.id, timers, self.events.put, on_first_block=first)
         self.link = None
         self.reporter = None
         self.outbox = None
@@ -80,8 +87,7 @@ class FleetStation:
             self.link = station_link(
                 cfg.broker.url, self.ids, fw=__version__, boot_id=self.boot_id, config_hash=config_hash(cfg),
                 wall=clock.wall, subscriptions=station_subscriptions(self.scope),
-                on_message=lambda topic, payload, retained: self.events.put(Inbound(topic, payload, retained)),
-                on_link=self._link_changed, keepalive_s=cfg.broker.keepalive_s, loop=loop)
+                on_message=self._message, on_link=self._link_changed, keepalive_s=cfg.broker.keepalive_s, loop=loop)
             self._hook_suback()
             if reporting == "outbox":
                 from firmware.reporting.outbox import Outbox
@@ -107,6 +113,11 @@ class FleetStation:
             inbound=self.inbound, state=self.store, on_command=self._on_command, name=f"loa-rt-{ident.id}")
         self.runtime.queue = self.events
         self.runtime.housekeeping.every(1).hours.do(self.replay.prune, clock.wall)
+
+    def _message(self, topic: str, payload: bytes, retained: bool) -> None:
+        """Network thread: note when the message reached this station (for the fan-out's breakdown), enqueue."""
+        self.last_inbound_t = time.monotonic()
+        self.events.put(Inbound(topic, payload, retained))
 
     def _hook_suback(self) -> None:
         """Know when the subscriptions are in place (the fan-out benchmark publishes only after that)."""
