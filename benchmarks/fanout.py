@@ -1,12 +1,13 @@
 """Fan-out: one district-wide signed alert to N stations; time from publish to each station's first alert block.
 
-    python -m benchmarks fanout [--stations 1000] [--loops 2] [--broker URL] [--rounds 1]
+    python -m benchmarks fanout [--stations 1000] [--procs 2] [--loops 2] [--broker URL] [--rounds 1]
 
-Everything runs in this one process on `time.monotonic()`: a private mosquitto (or --broker), the fleet
-(`simulator.fleet`: the daemon's Station, InboundHandler verification, Runtime and MqttLink per station, on
-shared network loops, virtual players), and the district publisher (`district.alerts.build_alert` +
-`publish_alert`). A station's figure is the instant its virtual player hands the alert's first block to the
-sink, minus the instant just before the publish.
+Everything runs on this machine and is timed with `time.monotonic()` (CLOCK_MONOTONIC, one clock for all of
+its processes): a private mosquitto (or --broker); the fleet (`simulator.fleet`: the daemon's Station,
+InboundHandler verification, Runtime and MqttLink per station, on shared network loops, virtual players), in
+one worker process per core (`--procs 1`: all in this process); and, in this process, the district publisher
+(`district.alerts.build_alert` + `publish_alert`). A station's figure is the instant its virtual player hands
+the alert's first block to the sink, minus the instant just before the publish.
 
 Baseline, in the same run and the same process layout: N bare paho clients on the same number of shared
 loops, subscribed to the same topic, receiving the same signed envelope (published unretained, so the fleet
@@ -265,8 +266,9 @@ def main(argv: list[str]) -> int:
     p.add_argument("--communes", type=int, default=20)
     p.add_argument("--loops", type=int, default=os.cpu_count() or 1,
                    help="shared network loops in all (default: one per core)")
-    p.add_argument("--procs", type=int, default=1,
-                   help="worker processes for the fleet and for the baseline alike (default 1: all in this one)")
+    p.add_argument("--procs", type=int, default=os.cpu_count() or 1,
+                   help="worker processes for the fleet and for the baseline alike (default: one per core; "
+                        "1 runs everything in this process)")
     p.add_argument("--broker", help="an existing broker URL (default: a private mosquitto)")
     p.add_argument("--rounds", type=int, default=1, help="alerts published one after another to the fleet")
     p.add_argument("--timeout", type=float, default=180.0)

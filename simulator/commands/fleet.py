@@ -37,6 +37,8 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed for the demo schedule (durations, minutes)")
     p.add_argument("--duration", type=float, default=0, help="stop after S seconds (default: until Ctrl-C)")
     p.add_argument("--loops", type=int, default=0, help="shared network loops (default: one per core)")
+    p.add_argument("--procs", type=int, default=1,
+                   help="worker processes (default 1; one per core uses every core for alert bursts)")
     p.add_argument("--reporting", choices=["light", "outbox"], default="light",
                    help="light: play log straight to the broker; outbox: the real SQLite outbox per station")
     p.add_argument("--schedule", help="a schedule.json every station starts with (default: a short demo one)")
@@ -124,7 +126,12 @@ def run(args) -> int:
         url = args.broker
     opts = FleetOptions(stations=args.stations, communes=args.communes, district=args.district, broker_url=url,
                         loops=args.loops, reporting=args.reporting, schedule=doc)
-    fleet = Fleet(opts, workdir, clock=clock)
+    if args.procs > 1:
+        from simulator.fleet import ProcessFleet
+
+        fleet = ProcessFleet(opts, workdir, procs=args.procs, clock=clock)
+    else:
+        fleet = Fleet(opts, workdir, clock=clock)
     printer = SummaryPrinter()
     stop = threading.Event()
     t0 = time.monotonic()

@@ -162,3 +162,31 @@ def test_loa_sim_fleet_runs_a_fleet_and_prints_its_summary(tmp_path):
     last = proc.stdout.strip().splitlines()[-1]
     assert "stations 8" in last and "faults 0" in last, proc.stdout
     assert len(list((tmp_path / "fleet" / "stations").iterdir())) == 8  # one state dir per station
+
+
+def test_a_fleet_over_two_processes_plays_an_alert_everywhere_once(broker, tmp_path):
+    from simulator.fleet import ProcessFleet
+
+    n = 10
+    firsts = []
+    lock = threading.Lock()
+
+    def on_first(fb):
+        with lock:
+            firsts.append(fb)
+
+    fleet = ProcessFleet(FleetOptions(stations=n, communes=2, broker_url=broker.url), tmp_path, procs=2,
+                         on_first_block=on_first)
+    fleet.start()
+    try:
+        assert fleet.wait(lambda s: s.subscribed == n, 60), fleet.summary()
+        now = fleet.clock.wall()
+        alert = build_alert(scope=Scope("hv"), status="actual", now=now, expires_in=timedelta(minutes=5),
+                            text="Thử.", repeat=1, tone=False)
+        with DistrictClient.from_url(broker.url) as district:
+            publish_alert(district, alert, fleet.key, now)
+        assert fleet.wait(lambda s: s.plays == n, 30), fleet.summary()
+    finally:
+        fleet.stop()
+    stations = sorted(f.station for f in firsts if f.ref == alert.id)
+    assert stations == [f"s{i:04d}" for i in range(n)]  # every id once: the two slices neither overlap nor miss
