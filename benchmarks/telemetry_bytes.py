@@ -220,14 +220,15 @@ def typical_day(now: datetime):
     return out
 
 
-def measure(minutes: float, speed: float, *, quiet: bool = False) -> dict:
+def measure(minutes: float, speed: float, *, keepalive_s: int | None = None) -> dict:
     from firmware.adapters.mqtt import DEFAULT_KEEPALIVE_S, offline_within_s, station_link
     from firmware.protocol.reports import StationIds
     from firmware.reporting import Outbox, Reporter
     from firmware.reporting.reporter import DEFAULT_TELEMETRY_INTERVAL_S
     from simulator.broker import Mosquitto
 
-    keepalive = max(1, round(DEFAULT_KEEPALIVE_S / speed))
+    keepalive_s = keepalive_s or DEFAULT_KEEPALIVE_S
+    keepalive = max(1, round(keepalive_s / speed))
     interval = DEFAULT_TELEMETRY_INTERVAL_S / speed
     tz = ZoneInfo("Asia/Ho_Chi_Minh")
     clock = _Clock(tz)
@@ -288,9 +289,9 @@ def measure(minutes: float, speed: float, *, quiet: bool = False) -> dict:
         outbox.close()
     scale = 86400 / (elapsed * speed)
     per_day = one_offs + periodic * scale
-    if keepalive * speed > DEFAULT_KEEPALIVE_S * 1.05:
-        # keepalive could not be shortened enough: pings are under-counted; add the missing ones at 4 bytes each.
-        per_day += 4 * (86400 / DEFAULT_KEEPALIVE_S - 86400 / (keepalive * speed))
+    if abs(keepalive * speed - keepalive_s) > keepalive_s * 0.05:
+        # keepalive could not be scaled exactly (whole seconds): correct the pings, 4 bytes a pair.
+        per_day += 4 * (86400 / keepalive_s - 86400 / (keepalive * speed))
     return {
         "speed": speed,
         "minutes": minutes,
@@ -301,7 +302,8 @@ def measure(minutes: float, speed: float, *, quiet: bool = False) -> dict:
         "periodic_up": up,
         "periodic_down": down,
         "bytes_per_day": per_day,
-        "offline_within_s": offline_within_s(DEFAULT_KEEPALIVE_S),
+        "keepalive_real_s": keepalive_s,
+        "offline_within_s": offline_within_s(keepalive_s),
     }
 
 
@@ -319,13 +321,14 @@ def main(argv: list[str] | None = None) -> int:
         "its one full message and eleven deltas)",
     )
     p.add_argument("--speed", type=float, default=50.0, help="time acceleration (default 50: keepalive 1 s)")
+    p.add_argument("--keepalive", type=int, default=None, help="station keepalive in s (default 50, the link's)")
     args = p.parse_args(argv)
-    r = measure(args.minutes, args.speed)
+    r = measure(args.minutes, args.speed, keepalive_s=args.keepalive)
     kb = r["bytes_per_day"] / 1024
     print(
         f"telemetry_bytes: {kb:.1f} KB/station/day (limit {LIMIT_BYTES_PER_DAY / 1024:.0f} KB/day, "
         f"ratio {r['bytes_per_day'] / LIMIT_BYTES_PER_DAY:.2f}); offline shown within "
-        f"{r['offline_within_s']:.1f} s (limit 90 s)"
+        f"{r['offline_within_s']:.1f} s (limit 90 s) at keepalive {r['keepalive_real_s']} s"
     )
     print(
         f"  measured {r['minutes']:g} min at x{r['speed']:g} (keepalive {r['keepalive_s']} s, telemetry every "

@@ -78,6 +78,8 @@ def test_reports_made_while_the_broker_is_down_all_arrive_once_afterwards(broker
         wait_for(lambda: station.outbox.depth() == 0, 10, "the outbox drained")
         ids = rows(district.db, "playlog")
         assert len(ids) == len(set(ids)) == 25
+        in_arrival_order = [r[0] for r in district.db.query("SELECT id FROM playlog ORDER BY rowid")]
+        assert in_arrival_order == [f"before-{i}" for i in range(5)] + [f"during-{i}" for i in range(20)]
         assert rows(district.db, "daily") == ["hb-07-daily-2026-12-03"]
         assert district.rejected == {}
     finally:
