@@ -41,6 +41,7 @@ class Sender:
         self._monotonic = monotonic
         self._events: queue.SimpleQueue[tuple[int, bool] | None] = queue.SimpleQueue()
         self._inflight: dict[int, float] = {}  # seq -> monotonic time sent
+        self._was_connected = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="loa-sender", daemon=True)
         self.sent = 0
@@ -94,8 +95,14 @@ class Sender:
             self.acked += len(acked)
 
     def _expire(self) -> None:
-        """Messages that waited too long for a PUBACK while the link was up are sent again."""
-        if not self.link.connected or not self._inflight:
+        """Messages that waited too long for a PUBACK while the link was up are sent again. The clock starts
+        again at each link-up: paho resends its own in-flight messages then, and those get a fair chance."""
+        connected = self.link.connected
+        if connected and not self._was_connected:
+            now = self._monotonic()
+            self._inflight = dict.fromkeys(self._inflight, now)
+        self._was_connected = connected
+        if not connected or not self._inflight:
             return
         limit = self._monotonic() - self.resend_after_s
         for seq, sent_at in list(self._inflight.items()):
