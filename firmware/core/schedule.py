@@ -246,15 +246,24 @@ def check_against_policy(doc: ScheduleDoc, policy: Policy, tz_name: str | None =
         problems.append(f'schedule timezone "{doc.timezone}" differs from the station\'s "{tz_name}"')
     for p in doc.programmes:
         days = set(p.recurrence.days) | {WEEKDAYS[d.weekday()] for d in p.recurrence.dates}
+        # one line per programme (an ack carries ~500 characters): days with the same allowed windows together
+        by_windows: dict[str, list[str]] = {}
         for day in WEEKDAYS:
-            if day not in days:
-                continue
-            if not _inside_a_window(policy, day, p.start):
-                problems.append(
-                    f'programme "{p.id}" starts {fmt_hhmm(p.start)} on {day.capitalize()}, outside allowed '
-                    f"window{'s' if len(policy.windows) > 1 else ''} {policy.describe_windows(day)}"
-                )
+            if day in days and not _inside_a_window(policy, day, p.start):
+                by_windows.setdefault(policy.describe_windows(day), []).append(day.capitalize())
+        for windows, bad_days in by_windows.items():
+            plural = "s" if windows.count(",") or windows == "none" else ""
+            problems.append(
+                f'programme "{p.id}" starts {fmt_hhmm(p.start)} on {_day_list(bad_days)}, outside allowed '
+                f"window{plural} {windows}"
+            )
     return problems
+
+
+def _day_list(days: list[str]) -> str:
+    if len(days) == 7:
+        return "every day"
+    return ", ".join(days)
 
 
 def _inside_a_window(policy: Policy, day: str, minute: int) -> bool:

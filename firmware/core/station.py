@@ -30,6 +30,9 @@ MAX_SLEEP = timedelta(hours=1)
 
 EXERCISE_INTRO = "Đây là tin diễn tập. Đây là tin diễn tập."  # "This is an exercise."
 CANCEL_NOTICE = "Thông báo: tin cảnh báo vừa phát đã được hủy bỏ. Xin cảm ơn bà con."  # "The alert is cancelled."
+# "Sorry, the programme ... could not be downloaded; it will be broadcast another time."
+MISSING_NOTICE = "Xin lỗi bà con, chương trình {title} chưa tải về được, sẽ phát lại vào dịp khác."
+CONTENT_MISSING = "content not available"  # the audio layer's reason when the cache has no such file
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +41,7 @@ class StationSettings:
     amp_hang_s: float = 30.0
     fade_s: float = 0.03
     id_prefix: str = "loa"  # makes play-log ids unique across stations and boots (the runtime adds a boot id)
+    content_fallback: str = "notice"  # a programme's file missing at play time: "notice" (spoken) or "silence"
 
 
 @dataclass(slots=True)
@@ -104,7 +108,7 @@ class Station:
         self._current: _Playing | None = None
         self._alert: Alert | None = None  # the alert that should be playing
         self._alert_queue: list[Alert] = []
-        self._notice_due = False
+        self._notice: tuple[str, str, object] | None = None  # (ref, title, spec) to speak next
         self._test_tone_due = False
         self._seq = 0
         self._entries = 0
@@ -211,6 +215,15 @@ class Station:
         cur = self._current
         if cur is None or cur.play_id != ev.play_id:
             return
+        if cur.kind == "programme" and CONTENT_MISSING in ev.reason and ev.played_s == 0:
+            # The file never arrived: the programme is missed (not a device fault), and the village hears why
+            # rather than dead air, if the commune chose so.
+            self._finish(cur, now, out, played_s=0.0, completed=False, missed=f"content: {ev.reason}")
+            if self.settings.content_fallback == "notice" and cur.seg is not None:
+                title = cur.seg.programme.title
+                self._notice = (f"missing-{cur.ref}", f"Thông báo thiếu nội dung: {title}",
+                                SpeechSpec(MISSING_NOTICE.format(title=title)))
+            return
         self._finish(cur, now, out, played_s=ev.played_s, completed=False, failed=ev.reason)
 
     def on_source_note(self, ev: E.SourceNote, now: datetime, out: list) -> None:
@@ -311,10 +324,10 @@ class Station:
             self._ensure_alert(now, out)
         elif self._current is not None and self._current.kind in ("notice", "test-tone"):
             pass  # let the notice finish
-        elif self._notice_due:
-            self._notice_due = False
-            self._start_notice(now, out, "notice", "cancel-notice", "Thông báo hủy tin cảnh báo",
-                               SequenceSpec((ToneSpec("chime", 1.5), SpeechSpec(CANCEL_NOTICE)), repeat=1))
+        elif self._notice is not None:
+            ref, title, spec = self._notice
+            self._notice = None
+            self._start_notice(now, out, "notice", ref, title, spec)
         elif self._test_tone_due:
             self._test_tone_due = False
             self._start_notice(now, out, "test-tone", "test-tone", "Âm thử", ToneSpec("test", 3.0),
@@ -430,7 +443,8 @@ class Station:
             hit.append(self._alert.id)
             self._alert = None
             self._stop_current(now, out, f"cancelled by {a.id}", ack_alert_done=f"cancelled by {a.id}")
-            self._notice_due = True
+            self._notice = ("cancel-notice", "Thông báo hủy tin cảnh báo",
+                            SequenceSpec((ToneSpec("chime", 1.5), SpeechSpec(CANCEL_NOTICE)), repeat=1))
         kept = []
         for q in self._alert_queue:
             if q.id in refs:
@@ -474,13 +488,17 @@ class Station:
         self._finish(cur, now, out, played_s=None, completed=completed, reason=reason, ack=ack_alert_done)
 
     def _finish(self, cur: _Playing, now: datetime, out: list, *, played_s: float | None, completed: bool,
-                reason: str = "", failed: str | None = None, ack: str | None = None) -> None:
+                reason: str = "", failed: str | None = None, ack: str | None = None,
+                missed: str | None = None) -> None:
         """Account for the end of the current item: play log, acks, what comes next."""
         self._current = None
         if played_s is None:
             played_s = (now - cur.started_at).total_seconds() if cur.started_at else 0.0
         reasons = list(cur.reasons)
-        if failed:
+        if missed:
+            result = "missed"
+            reasons.append(missed)
+        elif failed:
             result = "failed"
             reasons.append(failed)
         elif completed and not cur.joined_late_s and not any(r.startswith(("cut", "capped")) for r in reasons):
@@ -493,7 +511,7 @@ class Station:
             if reason and reason != "planned end":
                 reasons.append(reason)
         if cur.kind == "programme" and cur.seg is not None:
-            if completed or failed:
+            if completed or failed or missed:
                 self._finished.add(cur.seg.occurrence)
             s = cur.seg
             self._report(out, "programme", s.programme.id, s.programme.title, s.level, s.requested_start,
@@ -559,7 +577,7 @@ class Station:
     # -- amplifier, state, deadline ----------------------------------------------------------------------
 
     def _amplifier(self, now: datetime, out: list) -> None:
-        need = self._current is not None or self._notice_due or self._test_tone_due
+        need = self._current is not None or self._notice is not None or self._test_tone_due
         if not need and self._may_play_programmes() is None:
             nxt = self.planner.next_start(now)
             if nxt is not None and nxt.occurrence not in self._finished and (

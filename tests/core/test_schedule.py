@@ -38,6 +38,18 @@ def test_refusal_names_programme_time_day_and_window():
     ]
 
 
+def test_refusals_are_one_line_per_programme_with_its_days_grouped():
+    d = parse_schedule(doc(prog("som", "04:45"), prog("sang", "06:00", days=["sat", "sun"])))
+    p = policy(("05:30", "07:00", -6, ["mon", "tue", "wed", "thu", "fri"]), ("05:00", "05:20", -6, ["sat"]))
+    assert check_against_policy(d, p) == [
+        'programme "som" starts 04:45 on Mon, Tue, Wed, Thu, Fri, outside allowed window 05:30-07:00',
+        'programme "som" starts 04:45 on Sat, outside allowed window 05:00-05:20',
+        'programme "som" starts 04:45 on Sun, outside allowed windows none',
+        'programme "sang" starts 06:00 on Sat, outside allowed window 05:00-05:20',
+        'programme "sang" starts 06:00 on Sun, outside allowed windows none',
+    ]
+
+
 def test_programme_inside_yesterdays_midnight_window_is_allowed():
     d = parse_schedule(doc(prog("le-hoi", "00:30", days=["sun"])))
     assert check_against_policy(d, policy(("21:00", "01:00", -6, ["sat"]))) == []

@@ -277,3 +277,27 @@ def test_play_log_ids_are_unique():
     run.run_until(at(2026, 12, 8, 0, 0))
     ids = [e.entry_id for e in run.log]
     assert len(ids) == len(set(ids)) == 21 and ids[0].startswith("hb-01.boot7.")
+
+
+def test_missing_content_is_missed_with_the_reason_and_a_notice_is_spoken():
+    run = boot(station(), at(2026, 12, 1, 5, 0))
+    run.run_until(at(2026, 12, 1, 5, 30))
+    play = [c for _, c in run.commands if isinstance(c, C.Play)][-1]
+    run.send(E.PlaybackFailed(play.play_id, 0.0, "content not available: http://x/a.mp3 is not in the content cache"))
+    entry = run.log[-1]
+    assert (entry.ref, entry.result) == ("tin-sang", "missed")
+    assert "content: content not available" in entry.reason
+    notice = [c for _, c in run.commands if isinstance(c, C.Play)][-1]
+    assert notice.kind == "notice" and "tin-sang" in notice.source.text
+    run.run_until(at(2026, 12, 1, 5, 55))
+    assert sum(1 for _, c in run.commands if isinstance(c, C.Play) and c.ref == "tin-sang") == 1  # not retried
+
+
+def test_missing_content_with_silence_fallback_plays_nothing_instead():
+    run = boot(station(content_fallback="silence"), at(2026, 12, 1, 5, 0))
+    run.run_until(at(2026, 12, 1, 5, 30))
+    play = [c for _, c in run.commands if isinstance(c, C.Play)][-1]
+    n = len(run.commands)
+    run.send(E.PlaybackFailed(play.play_id, 0.0, "content not available: not in the cache"))
+    assert not any(isinstance(c, C.Play) for _, c in run.commands[n:])
+    assert run.log[-1].result == "missed"

@@ -178,11 +178,13 @@ def test_pushed_schedule_is_accepted_prefetched_verified_and_played_then_a_tampe
     finally:
         app.stop()
     entry = report(rec, "news2")
-    # What the station reports: the programme failed at play time because its content is not available
-    # (the verified cache has no copy; the play-time fetch was refused again for the same mismatch).
-    assert entry.result == "failed", entry
-    assert f"content not available: {server.url}/{sha2}.wav is not in the content cache" in entry.reason
+    # What the station reports: the programme was missed because its content is not available (the
+    # verified cache has no copy; the play-time fetch was refused again for the same mismatch), and with
+    # the default fallback the village heard a short notice saying so instead of dead air.
+    assert entry.result == "missed", entry
+    assert f"content: content not available: {server.url}/{sha2}.wav is not in the content cache" in entry.reason
     assert entry.played_s == 0
+    assert any(p.kind == "notice" and p.ref == "missing-news2" for p in rec.of(C.Play))
     assert sha2 not in app.parts.cache
 
 
