@@ -131,9 +131,15 @@ class Runtime:
         wall, mono = self.clock.wall(), self.clock.monotonic()
         self.clock_trusted = self._judge_trust(wall)
         last_alive = self.state.last_alive if self.state else None
-        log.info("station starting at %s (clock %s, last alive %s)", wall.isoformat(timespec="seconds"),
-                 "trusted" if self.clock_trusted else "NOT trusted", last_alive)
-        self._dispatch(E.Booted(clock_trusted=self.clock_trusted, last_alive=last_alive), wall)
+        interrupted = self.state.load_playing() if self.state else None
+        log.info("station starting at %s (clock %s, last alive %s%s)", wall.isoformat(timespec="seconds"),
+                 "trusted" if self.clock_trusted else "NOT trusted", last_alive,
+                 f"; the last run died during {interrupted.get('kind')} {interrupted.get('ref')}" if interrupted
+                 else "")
+        self._dispatch(E.Booted(clock_trusted=self.clock_trusted, last_alive=last_alive, interrupted=interrupted),
+                       wall)
+        if interrupted and self.state is not None and self.station.playing_record() is None:
+            self.state.clear_playing()
         self.housekeeping.every(PERSIST_EVERY_S).seconds.do(self._persist)
         self.housekeeping.every(2).seconds.do(self._check_trust)
         self._persist()
@@ -181,7 +187,8 @@ class Runtime:
         self._dispatch(event, now or self.clock.wall())
 
     def _dispatch(self, event, now: datetime) -> None:
-        for cmd in self.station.handle(event, now):
+        cmds = self.station.handle(event, now)
+        for cmd in cmds:
             if self.on_command is not None:
                 self.on_command(now, cmd)
             try:
@@ -189,6 +196,21 @@ class Runtime:
             except Exception:
                 # A failing adapter must not take the station down with it: log, and go on.
                 log.exception("executing %r failed", cmd)
+        if any(isinstance(c, C.Play | C.Stop | C.Report) for c in cmds):
+            self._persist_playing()
+
+    def _persist_playing(self) -> None:
+        """Remember what plays (two small writes per item), so a crash mid-item is accounted for at boot."""
+        if self.state is None:
+            return
+        rec = self.station.playing_record()
+        try:
+            if rec is None:
+                self.state.clear_playing()
+            else:
+                self.state.save_playing(rec)
+        except OSError as e:
+            log.error("cannot persist what plays: %s", e)
 
     def _execute(self, cmd: C.Command, now: datetime) -> None:
         if isinstance(cmd, C.Play):

@@ -23,6 +23,7 @@ class StateStore:
         self.dir = Path(state_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self._times = self.dir / "times.json"
+        self._playing = self.dir / "playing.json"
         self.schedule_path = self.dir / "schedule.json"
 
     def _read_times(self) -> dict:
@@ -64,3 +65,24 @@ class StateStore:
 
     def save_schedule_bytes(self, raw: bytes) -> None:
         write_atomically(self.schedule_path, raw)
+
+    # What is playing, so that a crash or power cut mid-item is accounted for at the next boot.
+
+    def save_playing(self, record: dict) -> None:
+        write_atomically(self._playing, json.dumps(record, ensure_ascii=False).encode())
+
+    def load_playing(self) -> dict | None:
+        try:
+            data = json.loads(self._playing.read_text())
+            return data if isinstance(data, dict) else None
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as e:
+            log.warning("%s unreadable (%s): ignoring it", self._playing, e)
+            return None
+
+    def clear_playing(self) -> None:
+        try:
+            self._playing.unlink()
+        except FileNotFoundError:
+            pass

@@ -19,6 +19,7 @@ class Booted:
 
     clock_trusted: bool
     last_alive: datetime | None = None
+    interrupted: dict | None = None  # `Station.playing_record()` of what played when the last run died
 
 
 @dataclass(frozen=True, slots=True)

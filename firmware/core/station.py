@@ -167,6 +167,55 @@ class Station:
             self._cursor = now
             self._gap_reason = "station started"
         out.append(C.Led("booting"))
+        if ev.interrupted:
+            self._account_interrupted(ev.interrupted, ev.last_alive, now, out)
+
+    def playing_record(self) -> dict | None:
+        """What plays now, as plain data the runtime persists; given back in `Booted.interrupted`."""
+        cur = self._current
+        if cur is None or cur.kind not in ("programme", "alert"):
+            return None
+        rec = {"kind": cur.kind, "ref": cur.ref, "title": cur.title, "level": cur.level, "gain_db": cur.gain_db,
+               "issued_at": cur.issued_at.isoformat()}
+        if cur.seg is not None:
+            rec.update(requested_start=cur.seg.requested_start.isoformat(),
+                       requested_end=cur.seg.requested_end.isoformat(), occurrence=cur.seg.occurrence)
+        if cur.alert is not None:
+            a = cur.alert
+            rec["alert"] = {"id": a.id, "issued": a.issued.isoformat(), "expires": a.expires.isoformat(),
+                            "status": a.status, "msg_type": a.msg_type, "severity": a.severity,
+                            "headline": a.headline, "text": a.text, "references": list(a.references),
+                            "audio_url": a.audio_url, "audio_sha256": a.audio_sha256, "tone": a.tone,
+                            "repeat": a.repeat}
+        return rec
+
+    def _account_interrupted(self, rec: dict, last_alive: datetime | None, now: datetime, out: list) -> None:
+        """The previous run died while something played: log it as partial; an alert still in force plays
+        again (its retained copy would be refused as already seen)."""
+        try:
+            started = datetime.fromisoformat(rec["issued_at"])
+            alert = rec.get("alert")
+            if rec["kind"] == "alert" and alert:
+                a = Alert(alert["id"], datetime.fromisoformat(alert["issued"]),
+                          datetime.fromisoformat(alert["expires"]), alert["status"], alert["msg_type"],
+                          alert["severity"], alert["headline"], alert["text"], tuple(alert["references"]),
+                          alert["audio_url"], alert["audio_sha256"], alert["tone"], alert["repeat"])
+                req_start, req_end = a.issued, a.expires
+            else:
+                a = None
+                req_start = datetime.fromisoformat(rec["requested_start"])
+                req_end = datetime.fromisoformat(rec["requested_end"])
+        except (KeyError, TypeError, ValueError) as e:
+            out.append(C.StateChanged("booting", f"unreadable record of the interrupted item: {e}"))
+            return
+        end = last_alive if last_alive is not None and last_alive > started else None
+        played = (end - started).total_seconds() if end else 0.0
+        self._report(out, rec["kind"], rec["ref"], rec.get("title", rec["ref"]), rec.get("level", ""), req_start,
+                     req_end, started, end, played, rec.get("gain_db"), "partial",
+                     [f"interrupted: the station stopped unexpectedly (power cut or crash); played at least "
+                      f"{played:.0f} s"])
+        if a is not None and now < a.expires and a.status != "test":
+            self._alert = a  # plays again from the start on the reconcile that follows
 
     def on_deadline_reached(self, ev: E.DeadlineReached, now: datetime, out: list) -> None:
         pass  # reconcile does the work

@@ -301,3 +301,38 @@ def test_missing_content_with_silence_fallback_plays_nothing_instead():
     run.send(E.PlaybackFailed(play.play_id, 0.0, "content not available: not in the cache"))
     assert not any(isinstance(c, C.Play) for _, c in run.commands[n:])
     assert run.log[-1].result == "missed"
+
+
+def test_an_item_interrupted_by_a_crash_is_logged_at_the_next_boot_and_joined_if_its_slot_is_open():
+    first = boot(station(id_prefix="s.boot1"), at(2026, 12, 1, 5, 0))
+    first.run_until(at(2026, 12, 1, 5, 33))
+    rec = first.station.playing_record()
+    assert rec["ref"] == "tin-sang" and rec["kind"] == "programme"
+    # the station dies at 05:33; the last persisted "alive" was 05:32:30; it is back at 05:36
+    run = DayRun(station(id_prefix="s.boot2"), at(2026, 12, 1, 5, 36), keep_commands=True)
+    run.send(E.Booted(clock_trusted=True, last_alive=at(2026, 12, 1, 5, 32, 30), interrupted=rec))
+    entry = run.log[0]
+    assert (entry.ref, entry.result, entry.played_s) == ("tin-sang", "partial", 150.0)
+    assert "stopped unexpectedly" in entry.reason
+    assert [c.ref for _, c in run.commands if isinstance(c, C.Play)] == ["tin-sang"]  # joined again
+
+
+def test_an_alert_interrupted_by_a_crash_plays_again_if_still_in_force():
+    first = boot(station(), at(2026, 12, 1, 2, 0))
+    first.send(E.AlertReceived(alert(issued=at(2026, 12, 1, 2, 0), minutes=30)))
+    rec = first.station.playing_record()
+    assert rec["kind"] == "alert" and rec["alert"]["id"] == "a1"
+    run = DayRun(station(), at(2026, 12, 1, 2, 5), keep_commands=True)
+    run.send(E.Booted(clock_trusted=True, last_alive=at(2026, 12, 1, 2, 4), interrupted=rec))
+    assert run.log[0].kind == "alert" and run.log[0].result == "partial"
+    assert [c.ref for _, c in run.commands if isinstance(c, C.Play)] == ["a1"]
+    late = DayRun(station(), at(2026, 12, 1, 3, 0), keep_commands=True)  # after its expiry: only logged
+    late.send(E.Booted(clock_trusted=True, last_alive=at(2026, 12, 1, 2, 4), interrupted=rec))
+    assert not any(isinstance(c, C.Play) for _, c in late.commands) and late.log[0].result == "partial"
+
+
+def test_an_unreadable_record_of_the_interrupted_item_does_not_stop_the_boot():
+    run = DayRun(station(), at(2026, 12, 1, 5, 40), keep_commands=True)
+    run.send(E.Booted(clock_trusted=True, interrupted={"kind": "programme", "issued_at": "garbage"}))
+    assert any(isinstance(c, C.StateChanged) and "unreadable" in c.detail for _, c in run.commands)
+    assert [c.ref for _, c in run.commands if isinstance(c, C.Play)] == ["tin-sang"]

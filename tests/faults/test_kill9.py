@@ -18,8 +18,6 @@ import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
-import pytest
-
 from district.alerts import build_alert, publish_alert
 from district.mqtt import DistrictClient
 from firmware.adapters.statefile import StateStore
@@ -165,11 +163,6 @@ def test_kill_9_at_random_points_state_always_loads_and_nothing_done_is_played_a
     assert len(refs) == len(set(refs)), f"seed {seed}: some programme was played to the end twice: {refs}"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "firmware gap: what plays is not persisted, so a programme interrupted by a crash whose slot is over by the "
-    "time the station is back gets no play-log entry at all (the boot reports as missed only programmes due "
-    "after the last persisted 'last_alive'). Found by the random kill -9 test above. Remove this mark when "
-    "an interrupted play is logged after the reboot (e.g. as partial)."))
 def test_a_programme_interrupted_by_a_crash_is_in_the_play_log_after_the_reboot(tmp_path, broker, collector):
     write_key(tmp_path)
     origin = datetime(2026, 12, 1, 6, 0, 0, tzinfo=TZ)  # the station boots after "long" began: it joins it
