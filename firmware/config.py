@@ -166,3 +166,14 @@ def load_config(path: str | Path) -> StationConfig:
 def config_hash(cfg: StationConfig) -> str:
     """A short stable hash of the effective config, reported in the station's status."""
     return hashlib.sha256(cfg.model_dump_json().encode()).hexdigest()[:12]
+
+
+def load_config_or_report(path: str | Path) -> StationConfig | None:
+    """For commands: the config, or None after printing every problem to stderr (the caller exits 1)."""
+    import sys
+
+    try:
+        return load_config(path)
+    except ConfigError as e:
+        print(str(e), file=sys.stderr)
+        return None

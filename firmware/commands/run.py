@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import logging
 import signal
-import sys
 import threading
 
-from firmware.config import ConfigError, load_config
+from firmware.config import load_config_or_report
 
 log = logging.getLogger("loa.station")
 
@@ -22,10 +21,8 @@ def run(args) -> int:
     from firmware.adapters.systemd import Notifier
     from firmware.app import App
 
-    try:
-        cfg = load_config(args.config)
-    except ConfigError as e:
-        print(str(e), file=sys.stderr)
+    cfg = load_config_or_report(args.config)
+    if cfg is None:
         return 1
     if args.verbose == 0:
         logging.getLogger().setLevel(logging.INFO)  # a daemon's journal wants its one-line events

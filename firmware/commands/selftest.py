@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import sys
-
-from firmware.config import ConfigError, load_config
+from firmware.config import load_config_or_report
 from firmware.selftest import format_table, run_selftest
 
 
@@ -15,10 +13,8 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    try:
-        cfg = load_config(args.config)
-    except ConfigError as e:
-        print(str(e), file=sys.stderr)
+    cfg = load_config_or_report(args.config)
+    if cfg is None:
         return 1
     checks = run_selftest(cfg)
     print(format_table(checks))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from firmware.cli_support import UsageError
 from firmware.commands.run import serve
-from firmware.config import ConfigError, load_config
+from firmware.config import load_config_or_report
 from firmware.core.schedule import ScheduleError, parse_schedule
 from simulator.station import sim_app, simulated_config
 
@@ -26,10 +26,8 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    try:
-        cfg = load_config(args.config)
-    except ConfigError as e:
-        print(str(e), file=sys.stderr)
+    cfg = load_config_or_report(args.config)
+    if cfg is None:
         return 1
     doc = None
     if args.schedule:
