@@ -35,16 +35,19 @@ def small_disk(tmp_path):
 def fill(path) -> int:
     """Write until the file system refuses (ENOSPC). Returns the bytes written."""
     n = 0
-    with open(path / "filler", "wb") as f:
-        try:
-            while True:
-                f.write(b"\0" * 65536)
-                f.flush()
-                os.fsync(f.fileno())
-                n += 65536
-        except OSError as e:
-            assert e.errno == errno.ENOSPC, e
-    return n
+    chunk = b"\0" * 65536
+    fd = os.open(path / "filler", os.O_WRONLY | os.O_CREAT)  # unbuffered: close() has nothing left to flush
+    try:
+        while True:
+            try:
+                n += os.write(fd, chunk)
+            except OSError as e:
+                assert e.errno == errno.ENOSPC, e
+                if len(chunk) == 1:
+                    return n
+                chunk = chunk[: len(chunk) // 2]  # fill the last partial pages too
+    finally:
+        os.close(fd)
 
 
 def run_through_a_full_disk(tmp_path, disk, broker, collector, wait_reports: set[str]):

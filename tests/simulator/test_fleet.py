@@ -190,3 +190,34 @@ def test_a_fleet_over_two_processes_plays_an_alert_everywhere_once(broker, tmp_p
         fleet.stop()
     stations = sorted(f.station for f in firsts if f.ref == alert.id)
     assert stations == [f"s{i:04d}" for i in range(n)]  # every id once: the two slices neither overlap nor miss
+
+
+def test_fleet_stations_with_the_real_outbox_deliver_their_play_log(broker, tmp_path):
+    n = 4
+    fleet = Fleet(FleetOptions(stations=n, broker_url=broker.url, loops=1, reporting="outbox"), tmp_path)
+    entries: dict[str, dict] = {}
+    cond = threading.Condition()
+
+    def on_report(msg):
+        doc = json.loads(msg.payload)
+        with cond:
+            if doc.get("kind") == "playlog":
+                entries[doc["id"]] = doc
+            cond.notify_all()
+
+    with DistrictClient.from_url(broker.url) as district:
+        district.subscribe(["loa/v1/hv/+/+/report"], on_report)
+        fleet.start()
+        try:
+            assert fleet.wait(lambda s: s.subscribed == n, 30)
+            now = fleet.clock.wall()
+            alert = build_alert(scope=Scope("hv"), status="actual", now=now, expires_in=timedelta(minutes=5),
+                                text="Thử.", repeat=1, tone=False)
+            publish_alert(district, alert, fleet.key, now)
+            with cond:
+                assert cond.wait_for(lambda: len(entries) == n, 30), entries
+            assert all((tmp_path / "stations" / st.id / "outbox.sqlite").exists() for st in fleet.stations)
+        finally:
+            fleet.stop()
+    assert sorted(d["station"] for d in entries.values()) == sorted(st.id for st in fleet.stations)
+    assert {d["result"] for d in entries.values()} == {"played"}
