@@ -34,7 +34,7 @@ def register(sub) -> None:
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--broker", help="broker URL, e.g. mqtt://127.0.0.1:1883")
     g.add_argument("--start-broker", action="store_true", help="start a private mosquitto on a free port")
-    p.add_argument("--seed", type=int, default=0, help="seed for the demo schedule (durations, minutes)")
+    p.add_argument("--seed", type=int, default=0, help="seed for the demo schedule (programme lengths)")
     p.add_argument("--duration", type=float, default=0, help="stop after S seconds (default: until Ctrl-C)")
     p.add_argument("--loops", type=int, default=0, help="shared network loops (default: one per core)")
     p.add_argument("--procs", type=int, default=1,
