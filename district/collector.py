@@ -177,7 +177,9 @@ class Collector:
         c.loop_start()
         if not self._subscribed.wait(timeout_s):
             self.stop()
-            raise ConnectionError(f"collector: no subscription on {self.url} within {timeout_s:g} s")
+            raise ConnectionError(
+                f"no connection to {self.url} within {timeout_s:g} s (is the broker running and reachable?)"
+            )
 
     def stop(self) -> None:
         c, self._client = self._client, None

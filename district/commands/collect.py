@@ -59,7 +59,6 @@ def run(args) -> int:
     try:
         collector.start(timeout_s=args.connect_timeout)
     except (ConnectionError, MqttError, OSError) as e:
-        log.error("%s", e)
         print(f"loa-district collect: {e}", file=sys.stderr)
         db.close()
         return 1
