@@ -217,8 +217,8 @@ def test_programmes_outside_the_allowed_windows_are_refused_each_with_its_reason
     reasons = s.ack.reason.split("; ")
     assert reasons == [
         'programme "som" starts 04:45 on Tue, outside allowed windows 05:30-07:00, 17:00-19:00',
-        'programme "chieu" starts 18:00 on Sat, outside allowed windows 05:30-07:00',
-        'programme "dem" starts 21:30 on Sun, outside allowed windows 05:30-07:00',
+        'programme "chieu" starts 18:00 on Sat, outside allowed window 05:30-07:00',
+        'programme "dem" starts 21:30 on Sun, outside allowed window 05:30-07:00',
     ]
     assert s.handler.schedule_version is None and s.state.load_schedule_bytes() is None
 
