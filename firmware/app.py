@@ -109,7 +109,7 @@ class App:
         station = Station(cfg.policy, doc, tz, StationSettings(
             amp_warmup_s=cfg.gpio.amp_warmup_s if cfg.gpio.enabled else 0.0,
             amp_hang_s=cfg.gpio.amp_hang_s, fade_s=cfg.audio.fade_ms / 1000,
-            id_prefix=f"{ident.id}.{self.boot_id}", content_fallback=cfg.content.fallback))
+            id_prefix=f"{ident.id}.{self.boot_id}", content_fallback=cfg.content.fallback, station_id=ident.id))
 
         self._build_gpio()
         self._build_content(state_dir, clock)

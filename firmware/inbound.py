@@ -69,7 +69,17 @@ class InboundHandler:
         self.schedule_version = schedule_version
         self.skew_s = skew_s
         self.actions = actions or {}  # "selftest" | "fetch" | "telemetry" -> returns an outcome text
+        self._unsaved = False
         self.on_schedule = on_schedule  # told of every accepted schedule (the prefetcher needs its files)
+
+    def flush(self) -> None:
+        """Persist the replay cache if an accepted alert is not on disk yet (called after its commands ran)."""
+        if self._unsaved:
+            self._unsaved = False
+            try:
+                self.replay.save()
+            except OSError as e:
+                log.error("cannot persist the replay cache: %s", e)
 
     def send_ack(self, ref: str | None, state: str, reason: str, now: datetime) -> None:
         from firmware.core.commands import Ack
@@ -106,7 +116,10 @@ class InboundHandler:
                 return []
             self._refuse(topic, res, now)
             return []
-        self.replay.remember(res.id, res.expires, now)
+        # In memory now (a duplicate arriving next is refused); on disk in `flush()`, after the alert's
+        # Play has gone to the player: an fsync on an SD card must not stand between an alert and the horn.
+        self.replay.remember(res.id, res.expires, now, save=False)
+        self._unsaved = True
         log.warning("ALERT %s (%s %s, %s) accepted from %s", res.id, res.status, res.msg_type, res.severity, topic)
         return [E.AlertReceived(res, topic)]
 

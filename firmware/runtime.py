@@ -256,6 +256,8 @@ class Runtime:
                 self._dispatch(ev, self.clock.wall())
         except Exception:
             log.exception("inbound message on %s could not be handled", msg.topic)
+        finally:
+            self.inbound.flush()
 
     # -- time ----------------------------------------------------------------------------------------
 

@@ -42,6 +42,8 @@ class StationSettings:
     fade_s: float = 0.03
     id_prefix: str = "loa"  # makes play-log ids unique across stations and boots (the runtime adds a boot id)
     content_fallback: str = "notice"  # a programme's file missing at play time: "notice" (spoken) or "silence"
+    station_id: str = "loa"  # ids of entries that are not plays (missed, refused) are derived from it, so the
+    # district can deduplicate them even if two quick reboots both report the same miss
 
 
 @dataclass(slots=True)
@@ -112,6 +114,7 @@ class Station:
         self._test_tone_due = False
         self._seq = 0
         self._entries = 0
+        self._fault: str | None = None  # the last playback failure, until something plays again
         self._state = "booting"
         self._led = "booting"
         self._deadline: datetime | None = None
@@ -245,6 +248,7 @@ class Station:
         if cur is None or cur.play_id != ev.play_id or cur.started_at is not None:
             return
         cur.started_at = now
+        self._fault = None  # audio reached the sink: whatever failed before works again
         if cur.kind == "alert" and cur.alert is not None:
             out.append(C.Ack(cur.alert.id, "playing"))
 
@@ -273,6 +277,7 @@ class Station:
                 self._notice = (f"missing-{cur.ref}", f"Thông báo thiếu nội dung: {title}",
                                 SpeechSpec(MISSING_NOTICE.format(title=title)))
             return
+        self._fault = ev.reason  # shown as state "fault" (LED, telemetry) until something plays again
         self._finish(cur, now, out, played_s=ev.played_s, completed=False, failed=ev.reason)
 
     def on_source_note(self, ev: E.SourceNote, now: datetime, out: list) -> None:
@@ -580,14 +585,17 @@ class Station:
 
     def _log_missed(self, seg: Segment, why: str, out: list) -> None:
         result = "refused" if seg.refused else "missed"
+        # Not a play: one such entry per occurrence, whichever boot reports it, so its id says which.
         self._report(out, "programme", seg.programme.id, seg.programme.title, seg.level, seg.requested_start,
-                     seg.requested_end, None, None, 0.0, None, result, [why])
+                     seg.requested_end, None, None, 0.0, None, result, [why],
+                     entry_id=f"{self.settings.station_id}.{seg.occurrence}.{result}")
 
     def _report(self, out, kind, ref, title, level, req_start, req_end, start, end, played_s, gain, result,
-                reasons) -> None:
+                reasons, entry_id: str | None = None) -> None:
         self._entries += 1
         out.append(C.Report(C.PlayLogEntry(
-            entry_id=f"{self.settings.id_prefix}.{self._entries}", kind=kind, ref=ref, title=title, level=level,
+            entry_id=entry_id or f"{self.settings.id_prefix}.{self._entries}", kind=kind, ref=ref, title=title,
+            level=level,
             requested_start=req_start, requested_end=req_end, actual_start=start, actual_end=end,
             played_s=round(max(0.0, played_s), 3), gain_db=gain, result=result,
             reason="; ".join(r for r in reasons if r))))
@@ -651,17 +659,19 @@ class Station:
             state = cur.kind if cur.kind in ("programme", "alert") else "notice"
         elif self._alert is not None:
             state = "alert"
+        elif self._fault is not None:
+            state = "fault"
         elif not self.clock_trusted and self.policy.hold_on_untrusted_clock:
             state = "held"
         elif self.muted:
             state = "muted"
         else:
             state = "idle"
-        detail = f"{cur.kind} {cur.ref}" if cur else ""
+        detail = f"{cur.kind} {cur.ref}" if cur else (self._fault or "")
         if state != self._state:
             self._state = state
             out.append(C.StateChanged(state, detail))
-        led = {"alert": "alert", "programme": "playing", "notice": "playing"}.get(
+        led = {"alert": "alert", "programme": "playing", "notice": "playing", "fault": "fault"}.get(
             state, "online" if self.link_up else "offline")
         if led != self._led:
             self._led = led

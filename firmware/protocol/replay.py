@@ -95,12 +95,14 @@ class ReplayCache:
     def __len__(self) -> int:
         return len(self._forget_at)
 
-    def remember(self, alert_id: str, expires: datetime, now: datetime) -> None:
-        """Record an accepted alert id, drop the forgettable ones, and persist."""
+    def remember(self, alert_id: str, expires: datetime, now: datetime, *, save: bool = True) -> None:
+        """Record an accepted alert id, drop the forgettable ones, and persist (unless `save=False`: the
+        caller saves later, e.g. after the alert has started, so an fsync is not on its way to the speaker)."""
         forget = expires + self.keep_after_expiry
         self._forget_at[alert_id] = max(forget, self._forget_at.get(alert_id, forget))
         self.prune(now, save=False)
-        self.save()
+        if save:
+            self.save()
 
     def prune(self, now: datetime, *, save: bool = True) -> int:
         """Forget ids whose time is up, then the soonest-forgotten beyond `max_entries`. Returns how many."""

@@ -336,3 +336,22 @@ def test_an_unreadable_record_of_the_interrupted_item_does_not_stop_the_boot():
     run.send(E.Booted(clock_trusted=True, interrupted={"kind": "programme", "issued_at": "garbage"}))
     assert any(isinstance(c, C.StateChanged) and "unreadable" in c.detail for _, c in run.commands)
     assert [c.ref for _, c in run.commands if isinstance(c, C.Play)] == ["tin-sang"]
+
+
+def test_a_device_failure_shows_as_fault_until_audio_plays_again():
+    run = boot(station(), at(2026, 12, 1, 5, 0))
+    run.run_until(at(2026, 12, 1, 5, 30))
+    play = [c for _, c in run.commands if isinstance(c, C.Play)][-1]
+    run.send(E.PlaybackFailed(play.play_id, 3.0, "audio device error: [Errno -9996] Invalid output device"))
+    assert run.station.status().state == "fault"
+    assert any(isinstance(c, C.Led) and c.pattern == "fault" for _, c in run.commands)
+    run.run_until(at(2026, 12, 1, 5, 51))  # the next programme plays: the device is back
+    assert run.station.status().state == "programme"
+
+
+def test_missed_entries_have_ids_that_do_not_depend_on_the_boot():
+    a = boot(station(id_prefix="s.boot1", station_id="s"), at(2026, 12, 1, 17, 0), last_alive=at(2026, 12, 1, 5, 0))
+    b = boot(station(id_prefix="s.boot2", station_id="s"), at(2026, 12, 1, 17, 1), last_alive=at(2026, 12, 1, 5, 0))
+    ids_a = [e.entry_id for e in a.log if e.result == "missed"]
+    assert ids_a == ["s.tin-sang@2026-12-01.missed", "s.nhac@2026-12-01.missed"]
+    assert ids_a == [e.entry_id for e in b.log if e.result == "missed"]  # the district deduplicates them

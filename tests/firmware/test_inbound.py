@@ -353,3 +353,27 @@ def test_a_command_with_a_forged_signature_is_rejected(station):
     env["payload"] = json.loads(signed(command("unmute")))["payload"]
     assert station.send("cmd", json.dumps(env).encode()) == []
     assert station.ack.reason.startswith("bad-signature") and station.ack.ref == ""
+
+
+def test_an_accepted_alert_id_is_on_disk_only_after_flush(tmp_path):
+    """The replay cache is saved after the alert's commands ran (no fsync between an alert and the horn),
+    but it is in memory at once: a duplicate right behind it is refused."""
+    import json as _json
+    from datetime import timedelta as _td
+
+    from firmware.protocol.alert import new_alert_payload
+    from firmware.protocol.replay import ReplayCache
+
+    s = Station(tmp_path)
+    path = s.handler.replay.path
+    before = path.read_bytes() if path.exists() else b""
+    payload = new_alert_payload(id="hv-flush-1", issued=NOW, expires=NOW + _td(minutes=30), status="actual",
+                                target="hv/hb/s1", severity="severe", text="Lũ")
+    evs = s.send("alert", signed(payload.to_bytes()))
+    aid = payload.id
+    assert len(evs) == 1 and aid in s.handler.replay
+    assert s.send("alert", signed(payload.to_bytes())) == []  # the duplicate right behind it is refused
+    assert (path.read_bytes() if path.exists() else b"") == before
+    s.handler.flush()
+    assert aid in _json.loads(path.read_text())["seen"]
+    assert aid in ReplayCache(path)
