@@ -1,10 +1,9 @@
 """The audio device disappears in the middle of a programme (a USB sound card unplugged, an ALSA error) and
 comes back: the loss is reported, the station keeps running, and audio plays again once the device is back.
 
-What "reported" means today: each play that the lost device broke is a `failed` play-log entry whose reason
-names the device (the daily report counts them as faults). The station's state does not become `fault`
-(telemetry shows `idle` between items), so the district's live view does not show a station that has lost
-its sound card until something is due to play: noted in docs/scaling.md under what to watch."""
+What "reported" means: each play that the lost device broke is a `failed` play-log entry whose reason names
+the device (the daily report counts them as faults), and the station's state is `fault` (LED, telemetry)
+until audio reaches the device again, so the district's live view shows it at once."""
 
 from __future__ import annotations
 
@@ -28,11 +27,14 @@ def test_audio_device_lost_mid_programme_is_reported_and_audio_returns_when_it_i
         assert sink.wait_for(lambda: len(sink.accepted) > 10, 20)  # a is audible
         sink.unplug()
         assert rec.wait_for(lambda r: {e.ref for e in r.reports()} >= {"a", "b"}, 20), rec.commands
+        assert rec.wait_for(lambda r: any(s.state == "fault" and "audio device" in s.detail
+                                          for s in r.of(C.StateChanged)), 5), rec.of(C.StateChanged)
         heard = len(sink.accepted)
         sink.replug()
         app.events.put(ButtonPressed(False))  # the technician's test tone: is there sound again?
         assert sink.wait_for(lambda: len(sink.accepted) > heard + 10, 20), "no audio after the device came back"
         assert app.parts.runtime.alive and app.parts.player.alive
+        assert rec.wait_for(lambda r: r.of(C.StateChanged)[-1].state != "fault", 10)  # sound again: not a fault
     finally:
         app.stop()
     reports = {e.ref: e for e in rec.reports()}
