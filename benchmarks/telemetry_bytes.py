@@ -36,6 +36,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from simulator.clock import HostClock
+
 LIMIT_BYTES_PER_DAY = 100 * 1024
 
 
@@ -161,20 +163,6 @@ class CountingProxy:
 # -- the measurement -----------------------------------------------------------------------------------------
 
 
-class _Clock:
-    def __init__(self, tz: ZoneInfo):
-        self.tz = tz
-
-    def wall(self) -> datetime:
-        return datetime.now(self.tz)
-
-    def monotonic(self) -> float:
-        return time.monotonic()
-
-    def synced(self) -> bool | None:
-        return True
-
-
 def typical_day(now: datetime):
     """8 programmes (2 sessions x 4 items, 15 min each, one missed) and one alert: a busy commune's day."""
     from firmware.core.commands import PlayLogEntry
@@ -231,7 +219,7 @@ def measure(minutes: float, speed: float, *, keepalive_s: int | None = None) -> 
     keepalive = max(1, round(keepalive_s / speed))
     interval = DEFAULT_TELEMETRY_INTERVAL_S / speed
     tz = ZoneInfo("Asia/Ho_Chi_Minh")
-    clock = _Clock(tz)
+    clock = HostClock(tz)
     ids = StationIds("hoa-vang", "hoa-bac", "hoa-bac-01")
     work = Path(tempfile.mkdtemp(prefix="loa-bench-"))
     with Mosquitto(workdir=work / "mosq") as broker, CountingProxy(broker.port) as proxy:

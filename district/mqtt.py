@@ -21,13 +21,14 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from firmware.adapters.mqtt import BrokerAddress, parse_url
 
 log = logging.getLogger(__name__)
 
@@ -38,39 +39,9 @@ class MqttError(RuntimeError):
     """Could not connect, publish or subscribe; the message says which broker and why."""
 
 
-@dataclass(frozen=True, slots=True)
-class BrokerUrl:
-    host: str
-    port: int
-    tls: bool
-    username: str | None = None
-    password: str | None = None
-
-    def __str__(self) -> str:
-        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
-
-
-def parse_broker_url(url: str) -> BrokerUrl:
-    """`mqtt://host[:port]` or `mqtts://host[:port]`, optional `user:password@`. Raises ValueError."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("mqtt", "mqtts"):
-        raise ValueError(f"broker URL {url!r}: scheme must be mqtt:// or mqtts://")
-    if not parts.hostname:
-        raise ValueError(f"broker URL {url!r}: no host")
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise ValueError(f"broker URL {url!r}: unexpected path or query")
-    tls = parts.scheme == "mqtts"
-    try:
-        port = parts.port or (8883 if tls else 1883)
-    except ValueError as e:
-        raise ValueError(f"broker URL {url!r}: {e}") from None
-    return BrokerUrl(
-        host=parts.hostname,
-        port=port,
-        tls=tls,
-        username=unquote(parts.username) if parts.username else None,
-        password=unquote(parts.password) if parts.password else None,
-    )
+# One URL parser for the whole project (the station's): same fields, same errors.
+BrokerUrl = BrokerAddress
+parse_broker_url = parse_url
 
 
 @dataclass(frozen=True, slots=True)

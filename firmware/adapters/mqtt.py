@@ -60,11 +60,16 @@ def offline_within_s(keepalive_s: float, broker_sweep_s: float = BROKER_SWEEP_S)
 
 @dataclass(frozen=True, slots=True)
 class BrokerAddress:
+    """A broker URL, parsed. The one parser for station, district tools and simulator."""
+
     host: str
     port: int
     tls: bool
     username: str | None = None
     password: str | None = None
+
+    def __str__(self) -> str:
+        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
 
 
 def parse_url(url: str) -> BrokerAddress:
@@ -74,6 +79,8 @@ def parse_url(url: str) -> BrokerAddress:
     parts = urlsplit(url)
     if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
         raise ValueError(f"broker URL {url!r}: expected mqtt://host[:port] or mqtts://host[:port]")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError(f"broker URL {url!r}: unexpected path or query")
     tls = parts.scheme == "mqtts"
     try:
         port = parts.port or (8883 if tls else 1883)
