@@ -17,9 +17,11 @@ from firmware.audio import SourceError
 
 log = logging.getLogger(__name__)
 
-# Decode in chunks of this many input frames: large enough that per-call overhead (soundfile, soxr, numpy)
-# is amortised (measured: 8192 costs ~15% more CPU on a 1 h MP3), small enough to stay a few hundred kB.
-CHUNK_FRAMES = 32768
+# Decode in chunks of this many input frames (~3 s at 44.1 kHz, 1 MB of stereo float32): large enough that
+# per-call overhead (soundfile/mpg123, soxr, numpy) is amortised. Measured on a 10 min MP3, decode alone:
+# 8192: 0.67 s, 32768: 0.48-0.52 s, 65536: 0.44-0.48 s, 131072: 0.42 s, 262144: 0.43-0.45 s; peak RSS of a
+# 3 h programme 37.6 MB (limit 60 MB).
+CHUNK_FRAMES = 131072
 # soxr quality, measured 44.1 -> 48 kHz on sines of 1-15 kHz: LQ's worst spurious tone is -121 dB (MQ -118 dB,
 # QQ -16 dB) with the same flat response to 15 kHz, far past what a horn speaker reproduces, for ~10 % less CPU
 # over the whole pipeline than MQ (audio_pipeline: ratio to ffmpeg 1.13 vs 1.21). "HQ" costs about twice "MQ".
@@ -133,6 +135,7 @@ class FileSource:
             raise SourceError(f"{self.path}: bad header ({self.in_rate} Hz, {self.channels} channels)")
         self._resampler = Resampled(self.in_rate, rate)
         self._in_pos = 0
+        self._error: SourceError | None = None  # raised once what was decoded before it has been read
         # Reused for every chunk: fresh 256 kB arrays per chunk cost page faults (measured: ~5% of the CPU).
         self._scratch = np.empty((chunk_frames, self.channels), dtype=np.float32)
         self._mono = np.empty(chunk_frames, dtype=np.float32)
@@ -168,7 +171,12 @@ class FileSource:
         last = len(data) < self._chunk
         self._in_pos += len(data)
         if last:
-            self._check_complete()
+            try:
+                self._check_complete()
+            except SourceError as e:
+                # Play what could be decoded first, then fail: the listener hears the start of the item and
+                # the play log says how far it got.
+                self._error = e
         if len(data):
             mono = downmix(data, self._mono)
             # Without resampling the chunk is queued as is, so it must not be our reused scratch buffer.
@@ -206,7 +214,10 @@ class FileSource:
             return buf._buf[pos:end]
         while len(self._buf) < frames and not self._eof:
             self._decode_more()
-        return self._buf.take(frames)
+        out = self._buf.take(frames)
+        if len(out) == 0 and self._error is not None:
+            raise self._error
+        return out
 
     def close(self) -> None:
         if self._sf is not None:
