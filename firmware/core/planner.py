@@ -22,7 +22,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, tzinfo
 
-from firmware.core.policy import WEEKDAYS, Policy, fmt_hhmm
+from firmware.core.policy import WEEKDAYS, Policy
 from firmware.core.schedule import Programme, ScheduleDoc
 
 LEVEL_RANK = {"priority": 1, "normal": 0}
@@ -296,9 +296,3 @@ class Planner:
             )
         return segs
 
-
-def describe_window(policy: Policy, t: datetime) -> str:
-    w = policy.window_at(t)
-    if w is None:
-        return "outside allowed windows"
-    return f"window {fmt_hhmm(policy.windows[w[0]].start)}-{fmt_hhmm(policy.windows[w[0]].end)}"
