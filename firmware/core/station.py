@@ -239,9 +239,14 @@ class Station:
         self._stop_reason = f"clock stepped {'forward' if ev.delta_s > 0 else 'back'} {abs(ev.delta_s):.0f} s"
         if ev.delta_s > 0:
             self._gap_reason = f"clock stepped forward {ev.delta_s:.0f} s"
-        elif self._high_water is not None and now < self._high_water:
-            # Everything up to the high-water mark was already lived through: don't start it again.
-            self._quiet_until = self._high_water
+        else:
+            # Everything up to the high-water mark was already lived through: don't start it again. The mark
+            # includes the instant just before the step (now - delta), which the station may not have seen.
+            before = now - timedelta(seconds=ev.delta_s)
+            mark = max(before, self._high_water) if self._high_water is not None else before
+            self._high_water = mark
+            if now < mark:
+                self._quiet_until = mark
 
     def on_playback_started(self, ev: E.PlaybackStarted, now: datetime, out: list) -> None:
         cur = self._current
@@ -428,7 +433,10 @@ class Station:
         if seg.occurrence in self._finished:
             return
         resume = seg.occurrence in self._started
-        if self._quiet_until is not None and not resume:
+        if self._quiet_until is not None:
+            # Wall time is repeating a stretch already lived through (a backward step): start nothing, not
+            # even a resume, which would replay from a point already played. Once past the high-water mark,
+            # a resume picks up at the offset that is due then.
             return
         late = (now - seg.start).total_seconds()
         if late > JOIN_TOLERANCE_S and not resume and self.policy.join_in_progress == "skip":

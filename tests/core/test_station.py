@@ -107,6 +107,20 @@ def test_clock_step_back_never_plays_anything_twice():
     assert starts == ["tin-sang", "nhac", "toi"]
 
 
+def test_a_programme_cut_by_a_backward_step_resumes_only_past_the_high_water_mark():
+    # found by hypothesis: playing at 02:35, the clock steps back an hour; an hour later the same minutes come
+    # round again: the programme must not restart from the beginning, only finish what is left after 02:35
+    pol = policy(("00:00", "02:36", -20, ["mon"]))
+    run = boot(station(pol, prog("p0", "02:34", 63, days=["mon"])), at(2026, 11, 30, 0, 0))
+    run.run_until(at(2026, 11, 30, 2, 35))
+    run.step_clock(-3600)
+    run.run_until(at(2026, 11, 30, 3, 0))
+    played = sum(e.played_s for e in run.log if e.ref == "p0")
+    assert played <= 63 + 1e-6, [(e.result, e.played_s, e.reason) for e in run.log]
+    plays = [c for _, c in run.commands if isinstance(c, C.Play) and c.ref == "p0"]
+    assert [round(p.offset_s) for p in plays] == [0, 60]
+
+
 def test_small_backward_correction_does_not_interrupt_the_programme():
     run = boot(station(), at(2026, 12, 1, 5, 0))
     run.run_until(at(2026, 12, 1, 5, 40))
