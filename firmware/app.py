@@ -129,7 +129,7 @@ class App:
             on_schedule=lambda doc: self.events.put(Call(lambda rt: self._refresh_needs())))
         p.runtime = Runtime(
             station, clock=clock, player=p.player, amplifier=p.amplifier, led=p.led, reporter=p.reporter,
-            link=p.link, inbound=p.inbound, state=state, notifier=self.notifier, on_command=self._on_command)
+            link=p.link, inbound=p.inbound, state=state, notifier=self.notifier, on_command=self.on_command)
         p.runtime.queue = self.events
         p.runtime.housekeeping.every(1).hours.do(replay.prune, clock.wall)
         if p.prefetcher is not None:
@@ -307,10 +307,6 @@ class App:
             return quick_selftest(self)
 
         return {"telemetry": telemetry, "fetch": fetch, "selftest": selftest}
-
-    def _on_command(self, now, cmd) -> None:
-        if self.on_command is not None:
-            self.on_command(now, cmd)
 
     # -- stopping ----------------------------------------------------------------------------------
 

@@ -19,6 +19,24 @@ class UsageError(Exception):
     """A wrong argument: printed as `prog: error: ...`, exit 2."""
 
 
+def load_schedule_or_report(path: str):
+    """For commands taking `--schedule FILE`: the document, or None after printing every problem to stderr
+    (the caller exits 1). A file that cannot be read is a usage error (exit 2) naming the file."""
+    from pathlib import Path
+
+    from firmware.core.schedule import ScheduleError, parse_schedule
+
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as e:
+        raise UsageError(f"--schedule {path}: {e.strerror or e}") from None
+    try:
+        return parse_schedule(raw, path)
+    except ScheduleError as e:
+        print(str(e), file=sys.stderr)
+        return None
+
+
 def build_parser(prog: str, description: str, package: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")

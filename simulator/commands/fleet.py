@@ -21,7 +21,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-from firmware.cli_support import UsageError
+from firmware.cli_support import UsageError, load_schedule_or_report
 
 log = logging.getLogger("loa.fleet")
 
@@ -86,7 +86,6 @@ class SummaryPrinter:
 
 
 def run(args) -> int:
-    from firmware.core.schedule import ScheduleError, parse_schedule
     from simulator.broker import Mosquitto
     from simulator.fleet import Fleet, FleetOptions, raise_fd_limit
 
@@ -108,12 +107,8 @@ def run(args) -> int:
     clock = HostClock(ZoneInfo("Asia/Ho_Chi_Minh"))
     doc = None
     if args.schedule:
-        try:
-            doc = parse_schedule(Path(args.schedule).read_bytes(), args.schedule)
-        except OSError as e:
-            raise UsageError(f"--schedule {args.schedule}: {e.strerror or e}") from None
-        except ScheduleError as e:
-            print(str(e), file=sys.stderr)
+        doc = load_schedule_or_report(args.schedule)
+        if doc is None:
             return 1
     elif not args.no_schedule:
         doc = demo_schedule(args.seed, clock.wall())

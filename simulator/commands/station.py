@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-from firmware.cli_support import UsageError
+from firmware.cli_support import load_schedule_or_report
 from firmware.commands.run import serve
 from firmware.config import load_config_or_report
-from firmware.core.schedule import ScheduleError, parse_schedule
 from simulator.station import sim_app, simulated_config
 
 
@@ -31,12 +27,8 @@ def run(args) -> int:
         return 1
     doc = None
     if args.schedule:
-        try:
-            doc = parse_schedule(Path(args.schedule).read_bytes(), args.schedule)
-        except OSError as e:
-            raise UsageError(f"--schedule {args.schedule}: {e.strerror or e}") from None
-        except ScheduleError as e:
-            print(str(e), file=sys.stderr)
+        doc = load_schedule_or_report(args.schedule)
+        if doc is None:
             return 1
     cfg = simulated_config(cfg, state_dir=args.state_dir, broker_url=args.broker, wav_out=args.wav)
     if args.selftest:
