@@ -86,6 +86,13 @@ class District:
             assert self.cond.wait_for(lambda: any(a.ref == ref for a in self.acks), timeout), self.acks
             return next(a for a in self.acks if a.ref == ref)
 
+    def wait_acks(self, predicate, timeout: float = 15.0) -> list[AckPayload]:
+        """Wait until the acks seen so far satisfy `predicate`; the office's own subscription may hear an
+        ack a moment after the CLI's did."""
+        with self.cond:
+            assert self.cond.wait_for(lambda: predicate(self.acks), timeout), self.acks
+            return list(self.acks)
+
     def close(self) -> None:
         self.client.close()
 
@@ -253,7 +260,8 @@ def test_mute_unmute_and_gain_commands_are_done_and_change_what_plays(broker, di
         assert cmd(broker, tmp_path, "selftest") == 0
         out = capsys.readouterr().out
         assert "done: passed: " in out and "link ok: MQTT connected" in out, out
-        states = [a.state for a in office.acks if a.ref.startswith("s1-cmd-")]
+        acks = office.wait_acks(lambda acks: len([a for a in acks if a.ref.startswith("s1-cmd-")]) >= 5)
+        states = [a.state for a in acks if a.ref.startswith("s1-cmd-")]
         assert states == ["done"] * 5
     finally:
         app.stop()
