@@ -5,11 +5,17 @@ tests can drive it directly. Sending goes through `district.alerts` (the same pa
 publication as `loa-district alert`/`cancel`). Acks arrive on the console's own MQTT subscription and are stored
 in the collector's `acks` table (deduplicated by station, alert and state), and so are the stations'
 status messages, through the collector's own `handle`.
+
+Alerts and cancels sent by anyone else (`loa-district alert`/`cancel` on another machine, another console on
+the same database) are heard on the retained alert topics, verified with the console's own key, and listed
+like the console's own (sender shown as "outside the console"), so every active alert of the district has its
+cancel button here, and an alert cancelled elsewhere stops showing one.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,9 +29,11 @@ from district.collector import Collector
 from district.console.store import ConsoleStore, SentAlert
 from district.db import DistrictDb, StationRow
 from district.mqtt import DistrictClient, Message, MqttError
-from firmware.protocol.alert import AudioRef, describe_errors
+from firmware.protocol.alert import AlertPayload, AudioRef, describe_errors, parse_alert_payload
+from firmware.protocol.envelope import open_verified
+from firmware.protocol.errors import Rejected
 from firmware.protocol.keys import SigningKey
-from firmware.protocol.topics import Scope, TopicError
+from firmware.protocol.topics import Scope, TopicError, parse_topic
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +45,8 @@ ACK_RANK = {"received": 1, "accepted": 1, "playing": 2, "done": 3, "failed": 3, 
 MAX_TEXT = 2000
 MAX_HEADLINE = 200
 DAY = 86400.0
+OUTSIDE = ""  # `sent_by` / `cancelled_by` / audit user of what was heard on the broker, not done here
+ALERT_TOPICS = ("loa/v1/+/alert", "loa/v1/+/+/alert", "loa/v1/+/+/+/alert")
 
 
 class FormError(ValueError):
@@ -107,6 +117,8 @@ class Console:
         self.content_base_url = content_base_url
         self._now = now
         self._store = Collector(db, now=now)  # parsing and storage only: no network of its own
+        self._sending: set[str] = set()  # ids this console is publishing: heard back, they are not "outside"
+        self._sending_lock = threading.Lock()
 
     # -- MQTT ------------------------------------------------------------------------------------------------
 
@@ -118,9 +130,64 @@ class Console:
         even while the collector is down. Telemetry and play logs still come from the collector."""
         if self.client is not None:
             self.client.subscribe(["loa/v1/+/+/+/status", "loa/v1/+/+/+/ack"], self.on_message)
+            self.client.subscribe(ALERT_TOPICS, self.on_alert_message)
 
     def on_message(self, msg: Message) -> None:
         self._store.handle(msg.topic, msg.payload)
+
+    def on_alert_message(self, msg: Message) -> None:
+        """An alert, update or cancel on a scope's alert topic (retained ones arrive on subscribing). Never raises."""
+        try:
+            self.heard(msg.topic, msg.payload)
+        except Exception:
+            log.exception("console: failed to record the alert message on %s", msg.topic[:200])
+
+    def heard(self, topic: str, raw: bytes) -> str | None:
+        """Record an alert message sent by someone else; returns what was done ("alert", "cancel") or None.
+
+        Only messages signed by the console's own key are listed: anything else is what the stations reject
+        too (they ack it "rejected", which the console shows), and listing it would offer a cancel button for
+        an alert nobody here can stand behind."""
+        if not raw:
+            return None  # a cleared retained message
+        try:
+            scope = parse_topic(topic).scope
+            payload_bytes, _ = open_verified(raw, {self.key.kid: self.key.anchor()}, scope=scope)
+            p = parse_alert_payload(payload_bytes, signed=True)
+        except (Rejected, TopicError) as e:
+            log.info("console: not listing the message on %s: %s", topic[:200], e)
+            return None
+        with self._sending_lock:
+            if p.id in self._sending:
+                return None
+        if p.msg_type == "cancel":
+            return "cancel" if self._heard_cancel(p, p.id) else None
+        if self.store.alert(p.id) is not None:
+            return None  # ours, or heard before (a retained copy again after a reconnect)
+        self.store.record_alert(
+            id=p.id, status=p.status, scope=p.target, headline=p.headline, text=p.text,
+            audio_url=p.audio.url if p.audio else "", issued=p.issued.timestamp(), expires=p.expires.timestamp(),
+            sent_by=OUTSIDE, expected=[s.sid for s in self.stations_in(p.scope)],
+        )
+        self.store.audit(OUTSIDE, "alert-heard", status=p.status, scope=p.target, alert_id=p.id,
+                         detail=(p.headline or p.text)[:200] or (p.audio.url if p.audio else ""))
+        log.info("console: heard %s alert %s to %s, sent outside the console", p.status, p.id, p.target)
+        if p.msg_type == "update":
+            self._heard_cancel(p, p.id)  # the alert it replaces no longer plays
+        return "alert"
+
+    def _heard_cancel(self, p: AlertPayload, by: str) -> bool:
+        done = False
+        for ref in p.references:
+            a = self.store.alert(ref)
+            if a is None or a.cancelled_at is not None:
+                continue
+            self.store.record_cancel(ref, by, OUTSIDE)
+            self.store.audit(OUTSIDE, "cancel-heard", status=a.status, scope=a.scope, alert_id=ref,
+                             detail=f"{p.msg_type} {p.id}")
+            log.info("console: alert %s was ended outside the console by %s %s", ref, p.msg_type, p.id)
+            done = True
+        return done
 
     # -- the fleet -------------------------------------------------------------------------------------------
 
@@ -253,6 +320,15 @@ class Console:
         """Sign, publish (waits for the broker's PUBACK), record and audit. Raises MqttError, FormError."""
         now = datetime.now().astimezone()
         payload = self._build(d, now, None)
+        with self._sending_lock:
+            self._sending.add(payload.id)
+        try:
+            return self._send(d, payload, now, user=user, ip=ip)
+        finally:
+            with self._sending_lock:
+                self._sending.discard(payload.id)
+
+    def _send(self, d: Draft, payload: AlertPayload, now: datetime, *, user: str, ip: str) -> str:
         if self.client is None or not self.client.connected:
             # Refuse rather than let paho queue it: "not sent" must stay true, not turn into "sent later".
             self.store.audit(user, "alert-failed", status=d.status, scope=str(d.scope), alert_id=payload.id,
@@ -291,13 +367,19 @@ class Console:
         now = datetime.now().astimezone()
         payload = alerts.build_cancel(alert_id, scope=Scope.parse(a.scope), status=a.status, now=now,
                                       expires_in=timedelta(hours=1))
+        with self._sending_lock:
+            self._sending.add(payload.id)
         try:
-            alerts.publish_alert(self.client, payload, self.key, now)
-        except MqttError as e:
-            self.store.audit(user, "cancel-failed", status=a.status, scope=a.scope, alert_id=alert_id,
-                             detail=str(e), ip=ip)
-            raise
-        self.store.record_cancel(alert_id, payload.id, user)
+            try:
+                alerts.publish_alert(self.client, payload, self.key, now)
+            except MqttError as e:
+                self.store.audit(user, "cancel-failed", status=a.status, scope=a.scope, alert_id=alert_id,
+                                 detail=str(e), ip=ip)
+                raise
+            self.store.record_cancel(alert_id, payload.id, user)
+        finally:
+            with self._sending_lock:  # only now: heard back before this, it would be taken for someone else's
+                self._sending.discard(payload.id)
         elapsed = time.monotonic() - started
         self.store.audit(user, "cancel", status=a.status, scope=a.scope, alert_id=alert_id,
                          detail=f"cancel {payload.id} acknowledged by the broker in {elapsed:.3f} s", ip=ip)

@@ -1,4 +1,4 @@
-"""The console's own tables in the district database: staff accounts, the audit log, the alerts it sent.
+"""The console's own tables in the district database: staff accounts, the audit log, the alerts it sent or heard.
 
 Created if missing, next to the collector's tables (same SQLite file, WAL mode, its own connection and lock;
 the collector's schema is never altered). Acks are stored in the collector's `acks` table through
@@ -148,7 +148,10 @@ class ConsoleStore:
                      issued: float, expires: float, sent_by: str, expected: list[str]) -> None:
         self._x(
             "INSERT INTO console_alerts (id, status, scope, headline, text, audio_url, issued, expires, sent_by,"
-            " expected) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " expected) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            # An alert already heard on the broker (sent_by ''): whoever records it as theirs is its sender.
+            " ON CONFLICT(id) DO UPDATE SET sent_by = excluded.sent_by, expected = excluded.expected"
+            " WHERE console_alerts.sent_by = ''",
             (id, status, scope, headline, text, audio_url, issued, expires, sent_by, json.dumps(expected)),
         )
 

@@ -249,6 +249,11 @@ def cancel_button(ctx: Ctx, a: SentAlert) -> str:
             f'{esc(ctx.t("cancel_now"))}</button></form>')
 
 
+def sender(ctx: Ctx, a: SentAlert) -> str:
+    """The account that sent it, or "outside the console" for one heard on the broker (CLI, another console)."""
+    return a.sent_by or ctx.t("sent_outside")
+
+
 def alert_state(ctx: Ctx, a: SentAlert, now: float) -> str:
     if a.cancelled_at is not None:
         return f'<span class="badge cancelled">{esc(ctx.t("alert_cancelled", when=when(ctx, a.cancelled_at)))}</span>'
@@ -271,7 +276,7 @@ def alerts_page(ctx: Ctx, items: list[SentAlert], now: float) -> Page:
         return (f'<tr class="alert-{esc(a.status)}" data-alert="{esc(a.id)}"><td>{tag(ctx, a.status)}</td>'
                 f'<td><a href="/alert/{esc(quote(a.id))}">{esc(a.id)}</a></td><td>{esc(a.scope)}</td>'
                 f"<td>{esc(a.headline or a.text[:80] or a.audio_url)}</td><td>{esc(when(ctx, a.issued))}</td>"
-                f"<td>{esc(a.sent_by)}</td><td>{alert_state(ctx, a, now)}</td><td>{action}</td></tr>")
+                f"<td>{esc(sender(ctx, a))}</td><td>{alert_state(ctx, a, now)}</td><td>{action}</td></tr>")
 
     head = (f"<thead><tr><th>{esc(t('status'))}</th><th>{esc(t('alert_id'))}</th><th>{esc(t('scope'))}</th>"
             f"<th>{esc(t('message'))}</th><th>{esc(t('issued'))}</th><th>{esc(t('sent_by'))}</th>"
@@ -408,7 +413,7 @@ def alert_page(ctx: Ctx, a: SentAlert, acks: list[StationAck], now: float, *, se
 <tr><th>{esc(t("scope"))}</th><td>{esc(a.scope)}</td></tr>
 <tr><th>{esc(t("headline"))}</th><td>{esc(a.headline or "-")}</td></tr>
 <tr><th>{esc(t("message"))}</th><td>{esc(a.text or a.audio_url)}</td></tr>
-<tr><th>{esc(t("issued"))}</th><td>{esc(when(ctx, a.issued))} · {esc(a.sent_by)}</td></tr>
+<tr><th>{esc(t("issued"))}</th><td>{esc(when(ctx, a.issued))} · {esc(sender(ctx, a))}</td></tr>
 <tr><th>{esc(t("expires_at"))}</th><td>{esc(when(ctx, a.expires))}</td></tr>
 </table>
 <h2>{esc(t("acks_title"))}</h2>
@@ -423,7 +428,7 @@ def audit_page(ctx: Ctx, entries: list[AuditEntry]) -> Page:
     t = ctx.t
     rows = "".join(
         f'<tr data-action="{esc(e.action)}" data-alert="{esc(e.alert_id)}"><td>{esc(when(ctx, e.at))}</td>'
-        f"<td>{esc(e.user)}</td><td>{esc(t(f'action_{e.action}', default=e.action))}</td>"
+        f"<td>{esc(e.user or t('sent_outside'))}</td><td>{esc(t(f'action_{e.action}', default=e.action))}</td>"
         f"<td>{tag(ctx, e.status) if e.status else ''}</td><td>{esc(e.scope)}</td>"
         f'<td>{f"""<a href="/alert/{esc(quote(e.alert_id))}">{esc(e.alert_id)}</a>""" if e.alert_id else ""}</td>'
         f"<td>{esc(e.detail)}</td><td>{esc(e.ip)}</td></tr>"

@@ -5,85 +5,12 @@ from __future__ import annotations
 import http.client
 import re
 import time
-import uuid
 from urllib.parse import urlencode, urlsplit
 
 import pytest
 
 from district.mqtt import DistrictClient
-from tests.console.conftest import PASSWORD, USER, seed_station
-
-
-class Browser:
-    """A tiny cookie-keeping client: enough to act like a browser without one."""
-
-    def __init__(self, url: str):
-        u = urlsplit(url)
-        self.host, self.port = u.hostname, u.port
-        self.cookies: dict[str, str] = {}
-
-    def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=15)
-        h = dict(headers or {})
-        if self.cookies:
-            h["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
-        conn.request(method, path, body=body, headers=h)
-        r = conn.getresponse()
-        data = r.read()
-        for k, v in r.getheaders():
-            if k.lower() == "set-cookie":
-                name, _, rest = v.partition("=")
-                value = rest.split(";")[0]
-                if "Max-Age=0" in v:
-                    self.cookies.pop(name, None)
-                else:
-                    self.cookies[name] = value
-        conn.close()
-        return r, data.decode("utf-8", "replace")
-
-    def get(self, path: str):
-        return self.request("GET", path)
-
-    def post(self, path: str, fields: dict):
-        return self.request("POST", path, urlencode(fields).encode(),
-                            {"Content-Type": "application/x-www-form-urlencoded"})
-
-    def csrf(self, path: str) -> str:
-        r, body = self.get(path)
-        m = re.search(r'name="csrf" value="([^"]+)"', body)
-        assert m, body[:500]
-        return m.group(1)
-
-    def login(self, user: str = USER, password: str = PASSWORD):
-        token = self.csrf("/login")
-        return self.post("/login", {"csrf": token, "user": user, "password": password, "next": "/"})
-
-
-def multipart(fields: dict, files: dict | None = None) -> tuple[bytes, str]:
-    boundary = uuid.uuid4().hex
-    out = b""
-    for k, v in fields.items():
-        out += f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
-    for k, (name, data) in (files or {}).items():
-        out += (f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"; filename="{name}"\r\n'
-                f"Content-Type: application/octet-stream\r\n\r\n").encode() + data + b"\r\n"
-    out += f"--{boundary}--\r\n".encode()
-    return out, f"multipart/form-data; boundary={boundary}"
-
-
-@pytest.fixture
-def fleet(running):
-    for sid in ("hv/hb/s1", "hv/hb/s2", "hv/hn/s3"):
-        seed_station(running.db, sid)
-    return running
-
-
-@pytest.fixture
-def logged_in(fleet):
-    b = Browser(fleet.url)
-    r, _ = b.login()
-    assert r.status == 303
-    return b
+from tests.console.conftest import PASSWORD, USER, Browser, multipart
 
 
 @pytest.mark.parametrize("path", ["/", "/alerts", "/alert/new/test", "/audit", "/station/hv%2Fhb%2Fs1"])
