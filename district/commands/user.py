@@ -1,13 +1,17 @@
 """`loa-district user`: the console's staff accounts.
 
-    loa-district user add NAME --db district.sqlite        # asks for the password twice
+    loa-district user add NAME --db district.sqlite        # asks for the password twice; role operator
+    loa-district user add NAME --role officer --db ...     # may also send actual alerts
     loa-district user add NAME --db ... --password-stdin   # scripts: the password on stdin
+    loa-district user role NAME officer|operator --db ...
     loa-district user passwd NAME --db ...
     loa-district user list --db ...
     loa-district user disable NAME --db ...   (and `enable`)
 
-Passwords are stored as scrypt hashes (district.console.accounts). A disabled account cannot log in and cannot
-send; its open sessions end at its next request.
+Roles: `officer` may send test, exercise and actual alerts; `operator` test and exercise only. Both may cancel
+any alert. A role change applies to open sessions at their next request. Passwords are stored as scrypt hashes
+(district.console.accounts). A disabled account cannot log in and cannot send; its open sessions end at its
+next request.
 """
 
 from __future__ import annotations
@@ -17,12 +21,12 @@ import sys
 from datetime import datetime
 
 from district.console.accounts import check_name, check_new_password, hash_password
-from district.console.store import ConsoleStore
+from district.console.store import DEFAULT_ROLE, ROLES, ConsoleStore
 from firmware.cli_support import UsageError
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("user", help="console staff accounts: add, passwd, list, disable, enable")
+    p = subparsers.add_parser("user", help="console staff accounts: add, role, passwd, list, disable, enable")
     sub = p.add_subparsers(dest="user_command", metavar="ACTION", required=True)
     for name, helptext in (("add", "create an account (asks for the password)"),
                            ("passwd", "set a new password"),
@@ -33,7 +37,15 @@ def register(subparsers) -> None:
         q.add_argument("--db", required=True, metavar="FILE", help="district SQLite database")
         if name in ("add", "passwd"):
             q.add_argument("--password-stdin", action="store_true", help="read the password from stdin (scripts)")
+        if name == "add":
+            q.add_argument("--role", choices=ROLES, default=DEFAULT_ROLE,
+                           help=f"officer: may send actual alerts; operator: test and exercise only (default {DEFAULT_ROLE})")
         q.set_defaults(func=run)
+    q = sub.add_parser("role", help="set an account's role: officer (may send actual alerts) or operator")
+    q.add_argument("name", metavar="NAME")
+    q.add_argument("role", choices=ROLES, metavar="ROLE", help=" or ".join(ROLES))
+    q.add_argument("--db", required=True, metavar="FILE", help="district SQLite database")
+    q.set_defaults(func=run)
     q = sub.add_parser("list", help="list accounts")
     q.add_argument("--db", required=True, metavar="FILE", help="district SQLite database")
     q.set_defaults(func=run)
@@ -68,16 +80,22 @@ def run(args) -> int:
                 print("no accounts")
             for u in users:
                 last = datetime.fromtimestamp(u.last_login).isoformat(timespec="minutes") if u.last_login else "never"
-                print(f"{u.name:24s} {'disabled' if u.disabled else 'enabled ':8s} last login {last}")
+                print(f"{u.name:24s} {u.role:8s} {'disabled' if u.disabled else 'enabled ':8s} last login {last}")
             return 0
         if action == "add":
             if args.name in {u.name for u in store.users()}:
                 print(f"loa-district user: {args.name} exists (use `user passwd`)", file=sys.stderr)
                 return 1
-            if not store.add_user(args.name, hash_password(_password(args.password_stdin))):
+            if not store.add_user(args.name, hash_password(_password(args.password_stdin)), args.role):
                 print(f"loa-district user: {args.name} exists", file=sys.stderr)
                 return 1
-            print(f"account {args.name} created", file=sys.stderr)
+            print(f"account {args.name} created, role {args.role}", file=sys.stderr)
+            return 0
+        if action == "role":
+            if not store.set_role(args.name, args.role):
+                print(f"loa-district user: no account {args.name}", file=sys.stderr)
+                return 1
+            print(f"account {args.name}: role {args.role}", file=sys.stderr)
             return 0
         if action == "passwd":
             pw = _password(args.password_stdin)

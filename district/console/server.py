@@ -35,7 +35,7 @@ from district.console.accounts import LoginLimiter, Sessions, csrf_ok, verify_pa
 from district.console.forms import Form, FormParseError, parse_form
 from district.console.i18n import CATALOGUES, DEFAULT_LANG, Translator
 from district.console.service import STATUSES, Console, Draft, FormError, Unconfirmed
-from district.console.store import ConsoleStore
+from district.console.store import ConsoleStore, may_send
 from district.mqtt import MqttError
 from firmware.protocol.alert import ALERT_ID_PATTERN
 
@@ -154,7 +154,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _ctx(self, session=None) -> views.Ctx:
         return views.Ctx(Translator(self._lang()), session.user if session else None,
-                         session.csrf if session else "", self.app.tz, urlsplit(self.path).path)
+                         session.csrf if session else "", self.app.tz, urlsplit(self.path).path,
+                         self.role if session else None)
 
     def _set_cookie(self, name: str, value: str, *, max_age: int, path: str = "/", http_only: bool = True) -> str:
         parts = [f"{name}={value}", f"Path={path}", f"Max-Age={max_age}", "SameSite=Strict"]
@@ -194,12 +195,25 @@ class _Handler(BaseHTTPRequestHandler):
         ctx = self._ctx(session)
         self._page(ctx, views.error_page(ctx, code, key))
 
+    role: str | None = None  # of this request's account, read afresh each request: a change applies at once
+
     def _session(self):
         s = self.app.sessions.get(self._cookie(SESSION_COOKIE))
-        if s is not None and not self.app.store.is_enabled(s.user):  # disabled (or removed) since login
+        if s is None:
+            return None
+        self.role = self.app.store.role(s.user)
+        if self.role is None:  # disabled (or removed) since login
             self.app.sessions.end_user(s.user)
             return None
         return s
+
+    def _forbidden(self, ctx: views.Ctx, session, status: str) -> None:
+        """An account whose role may not send `status` alerts: 403, audited; cancelling stays open to it."""
+        self.app.store.audit(session.user, "alert-forbidden", status=status,
+                             detail=f"role {self.role} may not send {status} alerts", ip=self._ip())
+        log.warning("console: %s (%s) tried to send a %s alert", session.user, self.role, status)
+        page = views.error_page(ctx, 403, "err_role")
+        self._page(ctx, page)
 
     def _ip(self) -> str:
         return self.client_address[0]
@@ -267,6 +281,8 @@ class _Handler(BaseHTTPRequestHandler):
             status = path[len("/alert/new/"):]
             if status not in STATUSES:
                 return self._error(404, "not_found", session)
+            if not may_send(self.role, status):
+                return self._page(ctx, views.error_page(ctx, 403, "err_role"))
             return self._page(ctx, self._form_page(ctx, status))
         if path.startswith("/alert/"):
             a = self._alert_from(path[len("/alert/"):])
@@ -430,6 +446,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _new_alert(self, ctx: views.Ctx, session, status: str, form: Form) -> None:
         if status not in STATUSES:
             return self._error(404, "not_found", session)
+        if not may_send(self.role, status):
+            return self._forbidden(ctx, session, status)
         values = {k: form.get(k) for k in ("scope", "headline", "text", "severity", "expires")}
         upload = form.files.get("audio")
         tmp: Path | None = None
@@ -475,6 +493,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._redirect(f"/alert/{quote(alert_id)}?sent=1")
 
     def _confirm(self, ctx: views.Ctx, session, form: Form) -> None:
+        if not may_send(self.role, "actual"):  # the role may have changed since the draft was made
+            return self._forbidden(ctx, session, "actual")
         token = form.get("draft")
         d = self.app.draft(token, session.user)
         if d is None:

@@ -18,7 +18,7 @@ from pathlib import Path
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS console_users (
     name TEXT PRIMARY KEY, pw_hash TEXT NOT NULL, created REAL NOT NULL, disabled INTEGER NOT NULL DEFAULT 0,
-    last_login REAL
+    last_login REAL, role TEXT NOT NULL DEFAULT 'officer'
 );
 CREATE TABLE IF NOT EXISTS console_audit (
     n INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, user TEXT NOT NULL, action TEXT NOT NULL,
@@ -33,12 +33,23 @@ CREATE TABLE IF NOT EXISTS console_alerts (
 """
 
 
+# officer: may send test, exercise and actual alerts. operator: test and exercise only. Both may cancel any
+# alert: stopping one must never wait for the right person to be on duty.
+ROLES = ("officer", "operator")
+DEFAULT_ROLE = "operator"  # of a new account: sending actual alerts is granted, never assumed
+
+
+def may_send(role: str | None, status: str) -> bool:
+    return role == "officer" or (role == "operator" and status in ("test", "exercise"))
+
+
 @dataclass(frozen=True, slots=True)
 class User:
     name: str
     created: float
     disabled: bool
     last_login: float | None
+    role: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +92,11 @@ class ConsoleStore:
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(console_users)")}
+        if "role" not in columns:
+            # A database from before roles: its accounts could all send actual alerts, and keep that right
+            # (taking it away silently could leave a district with nobody able to warn at night).
+            self._db.execute("ALTER TABLE console_users ADD COLUMN role TEXT NOT NULL DEFAULT 'officer'")
 
     def close(self) -> None:
         with self._lock:
@@ -96,13 +112,26 @@ class ConsoleStore:
 
     # -- users -----------------------------------------------------------------------------------------------
 
-    def add_user(self, name: str, pw_hash: str) -> bool:
+    def add_user(self, name: str, pw_hash: str, role: str = DEFAULT_ROLE) -> bool:
         """False when the name is taken."""
+        if role not in ROLES:
+            raise ValueError(f"unknown role {role!r}: one of {', '.join(ROLES)}")
         try:
-            self._x("INSERT INTO console_users (name, pw_hash, created) VALUES (?, ?, ?)", (name, pw_hash, time.time()))
+            self._x("INSERT INTO console_users (name, pw_hash, created, role) VALUES (?, ?, ?, ?)",
+                    (name, pw_hash, time.time(), role))
         except sqlite3.IntegrityError:
             return False
         return True
+
+    def set_role(self, name: str, role: str) -> bool:
+        if role not in ROLES:
+            raise ValueError(f"unknown role {role!r}: one of {', '.join(ROLES)}")
+        return self._x("UPDATE console_users SET role = ? WHERE name = ?", (role, name)) == 1
+
+    def role(self, name: str) -> str | None:
+        """The role of an enabled account, else None."""
+        rows = self._q("SELECT role FROM console_users WHERE name = ? AND disabled = 0", (name,))
+        return rows[0][0] if rows else None
 
     def set_password(self, name: str, pw_hash: str) -> bool:
         return self._x("UPDATE console_users SET pw_hash = ? WHERE name = ?", (pw_hash, name)) == 1
@@ -123,8 +152,9 @@ class ConsoleStore:
 
     def users(self) -> list[User]:
         return [
-            User(n, c, bool(d), ll)
-            for n, c, d, ll in self._q("SELECT name, created, disabled, last_login FROM console_users ORDER BY name")
+            User(n, c, bool(d), ll, r)
+            for n, c, d, ll, r in self._q(
+                "SELECT name, created, disabled, last_login, role FROM console_users ORDER BY name")
         ]
 
     # -- audit -----------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 from district.console.i18n import Translator
 from district.console.service import EXPIRIES, SEVERITIES, Draft, ScopeChoice, StationAck
-from district.console.store import AuditEntry, SentAlert
+from district.console.store import AuditEntry, SentAlert, may_send
 
 _LAYOUT = Template(resources.files("district.console").joinpath("templates/layout.html").read_text("utf-8"))
 
@@ -42,6 +42,7 @@ class Ctx:
     csrf: str
     tz: ZoneInfo
     path: str = "/"
+    role: str | None = None  # the account's role (store.ROLES), None on the login page
 
 
 def when(ctx: Ctx, ts: float | None) -> str:
@@ -88,7 +89,8 @@ def render(ctx: Ctx, page: Page) -> str:
                  ("new", "/alert/new", t("nav_new_alert")), ("audit", "/audit", t("nav_audit"))]
         nav = "".join(f'<a href="{href}" class="{"here" if page.nav == k else ""}" id="nav-{k}">{esc(label)}</a>'
                       for k, href, label in items)
-        who = (f'<span>{esc(t("signed_in_as", user=ctx.user))}</span>'
+        role = t(f"role_{ctx.role}", default=ctx.role or "")
+        who = (f'<span id="who">{esc(t("signed_in_as", user=ctx.user, role=role))}</span>'
                f'<form method="post" action="/logout" class="inline">{csrf_field(ctx)}'
                f'<button class="link" id="logout">{esc(t("logout"))}</button></form>')
     back = quote(ctx.path, safe="/")
@@ -262,14 +264,24 @@ def alert_state(ctx: Ctx, a: SentAlert, now: float) -> str:
     return f'<span class="badge playing">{esc(ctx.t("alert_active"))}</span>'
 
 
+def alert_choices(ctx: Ctx) -> str:
+    """The three ways to send; one the account's role may not use is shown, greyed, with the reason."""
+    t = ctx.t
+    out = []
+    for s in ("test", "exercise", "actual"):
+        if may_send(ctx.role, s):
+            out.append(f'<a class="choice {s}" href="/alert/new/{s}" id="new-{s}">{esc(t(f"new_{s}"))}'
+                       f'<small>{esc(t(f"new_{s}_hint"))}</small></a>')
+        else:
+            out.append(f'<span class="choice {s} disabled" id="new-{s}" aria-disabled="true">{esc(t(f"new_{s}"))}'
+                       f'<small>{esc(t("role_may_not_send"))}</small></span>')
+    return "".join(out)
+
+
 def alerts_page(ctx: Ctx, items: list[SentAlert], now: float) -> Page:
     t = ctx.t
     active = [a for a in items if a.active(now)]
-    choices = "".join(
-        f'<a class="choice {s}" href="/alert/new/{s}" id="new-{s}">{esc(t(f"new_{s}"))}'
-        f'<small>{esc(t(f"new_{s}_hint"))}</small></a>'
-        for s in ("test", "exercise", "actual")
-    )
+    choices = alert_choices(ctx)
 
     def row(a: SentAlert) -> str:
         action = cancel_button(ctx, a) if a.active(now) else ""
@@ -295,11 +307,7 @@ def alerts_page(ctx: Ctx, items: list[SentAlert], now: float) -> Page:
 
 def choose_page(ctx: Ctx) -> Page:
     t = ctx.t
-    choices = "".join(
-        f'<a class="choice {s}" href="/alert/new/{s}" id="new-{s}">{esc(t(f"new_{s}"))}'
-        f'<small>{esc(t(f"new_{s}_hint"))}</small></a>'
-        for s in ("test", "exercise", "actual")
-    )
+    choices = alert_choices(ctx)
     return Page(t("new_alert"), f'<h1>{esc(t("new_alert"))}</h1><div class="choices">{choices}</div>', nav="new")
 
 

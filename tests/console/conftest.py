@@ -53,7 +53,7 @@ def start_console(broker_url: str, tmp_path: Path, key, *, max_upload_bytes: int
     db_path = tmp_path / "district.sqlite"
     db = DistrictDb(db_path)
     store = ConsoleStore(db_path)
-    store.add_user(USER, hash_password(PASSWORD))
+    store.add_user(USER, hash_password(PASSWORD), role="officer")
     client = DistrictClient.from_url(broker_url).connect()
     console = Console(db, store, key, client, content_dir=tmp_path / "content",
                       content_base_url=content_base_url)

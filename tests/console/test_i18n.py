@@ -11,6 +11,7 @@ import pytest
 
 from district.console import i18n
 from district.console.service import EXPIRIES, SEVERITIES, STATUSES
+from district.console.store import ROLES
 from firmware.protocol.ack import ACK_STATES
 
 SOURCES = [Path(i18n.__file__).parent / name for name in ("views.py", "server.py", "service.py")]
@@ -36,6 +37,7 @@ def used_keys() -> set[str]:
     keys |= {f"kind_{x}" for x in ("programme", "alert")}
     keys |= {f"result_{x}" for x in ("played", "partial", "missed", "refused", "failed")}
     keys |= {"ack_goal_received", "ack_goal_done"}
+    keys |= {f"role_{r}" for r in ROLES}
     return keys
 
 
