@@ -102,16 +102,20 @@ def build_alert(
     repeat: int = 3,
     tone: bool = True,
     alert_id: str | None = None,
+    updates: str | None = None,
 ) -> AlertPayload:
+    """A new alert; with `updates`, an update that replaces that alert (stations stop it and play this one)."""
     fields: dict = dict(severity=severity, headline=headline, text=text, repeat=repeat, tone=tone)
     if audio is not None:
         fields["audio"] = audio.model_dump()
+    if updates is not None:
+        fields["references"] = [updates]
     return new_alert_payload(
         id=alert_id or new_alert_id(scope, now),
         issued=now,
         expires=now + expires_in,
         status=status,
-        msg_type="alert",
+        msg_type="update" if updates is not None else "alert",
         target=str(scope),
         **fields,
     )

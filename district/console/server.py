@@ -284,6 +284,17 @@ class _Handler(BaseHTTPRequestHandler):
             if not may_send(self.role, status):
                 return self._page(ctx, views.error_page(ctx, 403, "err_role"))
             return self._page(ctx, self._form_page(ctx, status))
+        m = re.fullmatch(r"/alert/([^/]+)/update", path)
+        if m:
+            a = self._alert_from(m.group(1))
+            if a is None:
+                return self._error(404, "not_found", session)
+            if not may_send(self.role, a.status):
+                return self._page(ctx, views.error_page(ctx, 403, "err_role"))
+            if not c.active(a):
+                return self._page(ctx, views.error_page(ctx, 409, "err_alert_ended"))
+            values = {"headline": a.headline, "text": a.text, "severity": "unknown", "expires": "30m"}
+            return self._page(ctx, self._update_form_page(ctx, a, values=values))
         if path.startswith("/alert/"):
             a = self._alert_from(path[len("/alert/"):])
             if a is None:
@@ -334,6 +345,12 @@ class _Handler(BaseHTTPRequestHandler):
                                 audio_enabled=bool(c.content_dir and c.content_base_url),
                                 max_upload_mb=self.app.settings.max_upload_bytes / 1e6)
 
+    def _update_form_page(self, ctx: views.Ctx, a, *, values: dict | None = None, error: str = ""):
+        c = self.app.console
+        return views.alert_form(ctx, a.status, c.scope_choices(), values=values, error=error,
+                                audio_enabled=bool(c.content_dir and c.content_base_url),
+                                max_upload_mb=self.app.settings.max_upload_bytes / 1e6, updates=a)
+
     # -- POST ----------------------------------------------------------------------------------------------
 
     def _read_body(self, limit: int) -> bytes | None:
@@ -373,15 +390,19 @@ class _Handler(BaseHTTPRequestHandler):
         if session is None:
             self.close_connection = True  # the body was not read
             return self._send(401, b"not logged in", "text/plain; charset=utf-8")
-        upload = path.startswith("/alert/new/")
+        update = re.fullmatch(r"/alert/([^/]+)/update", path)
+        upload = path.startswith("/alert/new/") or update is not None
         limit = self.app.settings.max_upload_bytes + MAX_FORM_BYTES if upload else MAX_FORM_BYTES
         body = self._read_body(limit)
         ctx = self._ctx(session)
         if body is None:
-            if upload and path[len("/alert/new/"):] in STATUSES and not self.close_connection:
+            if upload and not self.close_connection:
                 mb = f"{self.app.settings.max_upload_bytes / 1e6:g}"
-                page = self._form_page(ctx, path[len("/alert/new/"):], error=ctx.t("err_upload_too_large", mb=mb))
-                return self._page(ctx, page)
+                err = ctx.t("err_upload_too_large", mb=mb)
+                if update is not None and (a := self._alert_from(update.group(1))) is not None:
+                    return self._page(ctx, self._update_form_page(ctx, a, error=err))
+                if path[len("/alert/new/"):] in STATUSES:
+                    return self._page(ctx, self._form_page(ctx, path[len("/alert/new/"):], error=err))
             self.close_connection = True
             return self._error(413, "too_large", session)
         try:
@@ -394,6 +415,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(403, "err_csrf", session)
         if path == "/logout":
             return self._logout(session)
+        if update is not None:
+            return self._update(ctx, session, update.group(1), form)
         if upload:
             return self._new_alert(ctx, session, path[len("/alert/new/"):], form)
         if path == "/alert/confirm":
@@ -443,11 +466,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.app.store.audit(session.user, "logout", ip=self._ip())
         self._redirect("/login", [("Set-Cookie", self._set_cookie(SESSION_COOKIE, "", max_age=0))])
 
-    def _new_alert(self, ctx: views.Ctx, session, status: str, form: Form) -> None:
-        if status not in STATUSES:
-            return self._error(404, "not_found", session)
-        if not may_send(self.role, status):
-            return self._forbidden(ctx, session, status)
+    def _draft_from(self, form: Form, make) -> Draft:
+        """Store the uploaded audio (if any) in a temporary file and call `make(values, audio_file, audio_name)`;
+        FormError propagates. The temporary file is gone afterwards (the draft holds the content's copy)."""
         values = {k: form.get(k) for k in ("scope", "headline", "text", "severity", "expires")}
         upload = form.files.get("audio")
         tmp: Path | None = None
@@ -460,20 +481,47 @@ class _Handler(BaseHTTPRequestHandler):
                 suffix = suffix if re.fullmatch(r"\.[A-Za-z0-9]{1,8}", suffix) else ""
                 tmp = Path(self.app._upload_dir.name) / f"{secrets.token_hex(8)}{suffix}"
                 tmp.write_bytes(upload.data)
-            d = self.app.console.draft(
-                status=status, scope=values["scope"], text=values["text"], headline=values["headline"],
-                severity=values["severity"] or "unknown", expires=values["expires"] or "30m", audio_file=tmp,
-                audio_name=Path(upload.filename).name[:100] if upload else "",
-            )
-        except FormError as e:
-            return self._page(ctx, self._form_page(ctx, status, values=values, error=ctx.t(e.key, **e.params)))
+            return make(values, tmp, Path(upload.filename).name[:100] if upload else "")
         finally:
             if tmp is not None:
                 tmp.unlink(missing_ok=True)
+
+    def _new_alert(self, ctx: views.Ctx, session, status: str, form: Form) -> None:
+        if status not in STATUSES:
+            return self._error(404, "not_found", session)
+        if not may_send(self.role, status):
+            return self._forbidden(ctx, session, status)
+        values = {k: form.get(k) for k in ("scope", "headline", "text", "severity", "expires")}
+        try:
+            d = self._draft_from(form, lambda v, audio, name: self.app.console.draft(
+                status=status, scope=v["scope"], text=v["text"], headline=v["headline"],
+                severity=v["severity"] or "unknown", expires=v["expires"] or "30m", audio_file=audio,
+                audio_name=name))
+        except FormError as e:
+            return self._page(ctx, self._form_page(ctx, status, values=values, error=ctx.t(e.key, **e.params)))
         if status == "actual":
             token = self.app.keep_draft(d, session.user)
             return self._page(ctx, views.confirm_page(ctx, token, d))
         self._send_alert(ctx, session, d, lambda err: self._form_page(ctx, status, values=values, error=err))
+
+    def _update(self, ctx: views.Ctx, session, quoted_id: str, form: Form) -> None:
+        """An update of an active alert: same status and scope, new content; actual ones are confirmed as new."""
+        a = self._alert_from(quoted_id)
+        if a is None:
+            return self._error(404, "not_found", session)
+        if not may_send(self.role, a.status):
+            return self._forbidden(ctx, session, a.status)
+        values = {k: form.get(k) for k in ("headline", "text", "severity", "expires")}
+        try:
+            d = self._draft_from(form, lambda v, audio, name: self.app.console.draft_update(
+                a.id, text=v["text"], headline=v["headline"], severity=v["severity"] or "unknown",
+                expires=v["expires"] or "30m", audio_file=audio, audio_name=name))
+        except FormError as e:
+            return self._page(ctx, self._update_form_page(ctx, a, values=values, error=ctx.t(e.key, **e.params)))
+        if a.status == "actual":
+            token = self.app.keep_draft(d, session.user)
+            return self._page(ctx, views.confirm_page(ctx, token, d))
+        self._send_alert(ctx, session, d, lambda err: self._update_form_page(ctx, a, values=values, error=err))
 
     def _send_alert(self, ctx, session, d: Draft, again) -> None:
         try:

@@ -87,6 +87,7 @@ class Draft:
     audio: AudioRef | None = None
     audio_name: str = ""
     stations: list[StationRow] = field(default_factory=list)
+    updates: str | None = None  # the id of the active alert this one replaces (msg_type update)
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +169,7 @@ class Console:
             id=p.id, status=p.status, scope=p.target, headline=p.headline, text=p.text,
             audio_url=p.audio.url if p.audio else "", issued=p.issued.timestamp(), expires=p.expires.timestamp(),
             sent_by=OUTSIDE, expected=[s.sid for s in self.stations_in(p.scope)],
+            replaces=p.references[0] if p.msg_type == "update" and p.references else None,
         )
         self.store.audit(OUTSIDE, "alert-heard", status=p.status, scope=p.target, alert_id=p.id,
                          detail=(p.headline or p.text)[:200] or (p.audio.url if p.audio else ""))
@@ -182,7 +184,10 @@ class Console:
             a = self.store.alert(ref)
             if a is None or a.cancelled_at is not None:
                 continue
-            self.store.record_cancel(ref, by, OUTSIDE)
+            if p.msg_type == "update":
+                self.store.record_replaced(ref, by, OUTSIDE)
+            else:
+                self.store.record_cancel(ref, by, OUTSIDE)
             self.store.audit(OUTSIDE, "cancel-heard", status=a.status, scope=a.scope, alert_id=ref,
                              detail=f"{p.msg_type} {p.id}")
             log.info("console: alert %s was ended outside the console by %s %s", ref, p.msg_type, p.id)
@@ -306,18 +311,38 @@ class Console:
         self._build(d, datetime.now().astimezone(), None)  # the payload model's own checks, now
         return d
 
+    def draft_update(self, alert_id: str, *, text: str, headline: str = "", severity: str = "unknown",
+                     expires: str = "30m", audio_file: Path | None = None, audio_name: str = "") -> Draft:
+        """An update of an active alert: same status and scope, new content and validity. Raises FormError."""
+        a = self.store.alert(alert_id)
+        if a is None:
+            raise FormError("err_alert_unknown", id=alert_id)
+        if not a.active(self._now()):
+            raise FormError("err_alert_not_active", id=alert_id)
+        d = self.draft(status=a.status, scope=a.scope, text=text, headline=headline, severity=severity,
+                       expires=expires, audio_file=audio_file, audio_name=audio_name)
+        d.updates = a.id
+        return d
+
     @staticmethod
     def _build(d: Draft, now: datetime, alert_id: str | None):
         try:
             return alerts.build_alert(
                 scope=d.scope, status=d.status, now=now, expires_in=timedelta(seconds=EXPIRIES[d.expires]),
                 text=d.text, audio=d.audio, severity=d.severity, headline=d.headline, alert_id=alert_id,
+                updates=d.updates,
             )
         except ValidationError as e:
             raise FormError("err_payload", detail=describe_errors(e)) from None
 
     def send(self, d: Draft, *, user: str, ip: str) -> str:
         """Sign, publish (waits for the broker's PUBACK), record and audit. Raises MqttError, FormError."""
+        if d.updates is not None:
+            # Checked again at sending: an alert cancelled (or updated) since the draft was made must not come
+            # back as an update: a station that no longer has it would play the update as a new alert.
+            a = self.store.alert(d.updates)
+            if a is None or not a.active(self._now()):
+                raise FormError("err_alert_not_active", id=d.updates)
         now = datetime.now().astimezone()
         payload = self._build(d, now, None)
         with self._sending_lock:
@@ -346,14 +371,18 @@ class Console:
         self.store.record_alert(
             id=payload.id, status=d.status, scope=str(d.scope), headline=d.headline, text=d.text,
             audio_url=d.audio.url if d.audio else "", issued=now.timestamp(), expires=payload.expires.timestamp(),
-            sent_by=user, expected=[s.sid for s in d.stations],
+            sent_by=user, expected=[s.sid for s in d.stations], replaces=d.updates,
         )
+        if d.updates is not None:
+            self.store.record_replaced(d.updates, payload.id, user)
         if unconfirmed is not None:
             raise Unconfirmed(payload.id, str(unconfirmed))
         what = d.text[:200] if d.text else f"audio {d.audio_name} sha256 {d.audio.sha256}" if d.audio else ""
-        self.store.audit(user, "alert", status=d.status, scope=str(d.scope), alert_id=payload.id,
-                         detail=f"{len(d.stations)} stations; {what}", ip=ip)
-        log.info("console: %s sent %s alert %s to %s", user, d.status, payload.id, d.scope)
+        if d.updates is not None:
+            what = f"replaces {d.updates}; {what}"
+        self.store.audit(user, "update" if d.updates else "alert", status=d.status, scope=str(d.scope),
+                         alert_id=payload.id, detail=f"{len(d.stations)} stations; {what}", ip=ip)
+        log.info("console: %s sent %s %s %s to %s", user, d.status, payload.msg_type, payload.id, d.scope)
         return payload.id
 
     def cancel(self, alert_id: str, *, user: str, ip: str) -> str:

@@ -28,7 +28,8 @@ CREATE TABLE IF NOT EXISTS console_audit (
 CREATE TABLE IF NOT EXISTS console_alerts (
     id TEXT PRIMARY KEY, status TEXT NOT NULL, scope TEXT NOT NULL, headline TEXT NOT NULL, text TEXT NOT NULL,
     audio_url TEXT NOT NULL DEFAULT '', issued REAL NOT NULL, expires REAL NOT NULL, sent_by TEXT NOT NULL,
-    expected TEXT NOT NULL DEFAULT '[]', cancelled_at REAL, cancel_id TEXT, cancelled_by TEXT
+    expected TEXT NOT NULL DEFAULT '[]', cancelled_at REAL, cancel_id TEXT, cancelled_by TEXT,
+    replaces TEXT, replaced_by TEXT
 );
 """
 
@@ -77,9 +78,11 @@ class SentAlert:
     expires: float
     sent_by: str
     expected: tuple[str, ...]
-    cancelled_at: float | None
+    cancelled_at: float | None  # ended: cancelled, or replaced by an update (then `replaced_by` is set)
     cancel_id: str | None
     cancelled_by: str | None
+    replaces: str | None = None  # this alert is an update of that one
+    replaced_by: str | None = None  # the update that replaced this one
 
     def active(self, now: float) -> bool:
         return self.cancelled_at is None and self.expires > now
@@ -92,11 +95,14 @@ class ConsoleStore:
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
-        columns = {row[1] for row in self._db.execute("PRAGMA table_info(console_users)")}
-        if "role" not in columns:
-            # A database from before roles: its accounts could all send actual alerts, and keep that right
-            # (taking it away silently could leave a district with nobody able to warn at night).
-            self._db.execute("ALTER TABLE console_users ADD COLUMN role TEXT NOT NULL DEFAULT 'officer'")
+        # Columns added since the first release; a database from before gets them here. Old accounts could all
+        # send actual alerts and keep that right (taking it away silently could leave a district with nobody
+        # able to warn at night).
+        for table, column, ddl in (("console_users", "role", "TEXT NOT NULL DEFAULT 'officer'"),
+                                   ("console_alerts", "replaces", "TEXT"),
+                                   ("console_alerts", "replaced_by", "TEXT")):
+            if column not in {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}:
+                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {ddl}")
 
     def close(self) -> None:
         with self._lock:
@@ -175,14 +181,15 @@ class ConsoleStore:
     # -- alerts sent from the console ------------------------------------------------------------------------
 
     def record_alert(self, *, id: str, status: str, scope: str, headline: str, text: str, audio_url: str,
-                     issued: float, expires: float, sent_by: str, expected: list[str]) -> None:
+                     issued: float, expires: float, sent_by: str, expected: list[str],
+                     replaces: str | None = None) -> None:
         self._x(
             "INSERT INTO console_alerts (id, status, scope, headline, text, audio_url, issued, expires, sent_by,"
-            " expected) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " expected, replaces) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             # An alert already heard on the broker (sent_by ''): whoever records it as theirs is its sender.
             " ON CONFLICT(id) DO UPDATE SET sent_by = excluded.sent_by, expected = excluded.expected"
             " WHERE console_alerts.sent_by = ''",
-            (id, status, scope, headline, text, audio_url, issued, expires, sent_by, json.dumps(expected)),
+            (id, status, scope, headline, text, audio_url, issued, expires, sent_by, json.dumps(expected), replaces),
         )
 
     def record_cancel(self, alert_id: str, cancel_id: str, user: str) -> None:
@@ -192,8 +199,16 @@ class ConsoleStore:
             (time.time(), cancel_id, user, alert_id),
         )
 
+    def record_replaced(self, alert_id: str, update_id: str, user: str) -> None:
+        """`alert_id` was replaced by the update `update_id`: it has ended (no cancel button any more)."""
+        self._x(
+            "UPDATE console_alerts SET cancelled_at = ?, cancel_id = ?, cancelled_by = ?, replaced_by = ?"
+            " WHERE id = ? AND cancelled_at IS NULL",
+            (time.time(), update_id, user, update_id, alert_id),
+        )
+
     _ALERT_COLS = ("id, status, scope, headline, text, audio_url, issued, expires, sent_by, expected, cancelled_at,"
-                   " cancel_id, cancelled_by")
+                   " cancel_id, cancelled_by, replaces, replaced_by")
 
     @staticmethod
     def _alert(row: tuple) -> SentAlert:

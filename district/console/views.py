@@ -257,6 +257,9 @@ def sender(ctx: Ctx, a: SentAlert) -> str:
 
 
 def alert_state(ctx: Ctx, a: SentAlert, now: float) -> str:
+    if a.replaced_by is not None:
+        return (f'<span class="badge cancelled">{esc(ctx.t("alert_replaced", id=a.replaced_by, when=when(ctx, a.cancelled_at)))}'
+                "</span>")
     if a.cancelled_at is not None:
         return f'<span class="badge cancelled">{esc(ctx.t("alert_cancelled", when=when(ctx, a.cancelled_at)))}</span>'
     if a.expires <= now:
@@ -324,10 +327,12 @@ def _scope_select(ctx: Ctx, choices: list[ScopeChoice], selected: str) -> str:
 
 
 def alert_form(ctx: Ctx, status: str, choices: list[ScopeChoice], *, values: dict | None = None,
-               error: str = "", audio_enabled: bool = False, max_upload_mb: float = 0) -> Page:
+               error: str = "", audio_enabled: bool = False, max_upload_mb: float = 0,
+               updates: SentAlert | None = None) -> Page:
+    """The form of a new alert of `status`; with `updates`, of an update of that alert (scope and status fixed)."""
     t = ctx.t
     v = values or {}
-    scope = v.get("scope", "")
+    scope = updates.scope if updates is not None else v.get("scope", "")
     n = next((c for c in choices if c.scope == scope), None)
     count_text = (t("scope_count", n=n.stations, online=n.online, scope=n.scope) if n else t("scope_none"))
     severity = "".join(
@@ -342,8 +347,9 @@ def alert_form(ctx: Ctx, status: str, choices: list[ScopeChoice], *, values: dic
              if audio_enabled else f'<p class="hint">{esc(t("audio_disabled"))}</p>')
     count = (f'<div class="scope-count" id="scope-count" data-template="{esc(t("scope_count_js"))}" '
              f'data-none="{esc(t("scope_none"))}">{esc(count_text)}</div>')
-    fields = f"""<div class="wide"><label for="scope">{esc(t("scope"))}</label>{_scope_select(ctx, choices, scope)}
-{count}</div>
+    scope_field = (f'<p class="fixed-scope" id="scope-fixed">{esc(scope)} · {esc(count_text)}</p>'
+                   if updates is not None else f"{_scope_select(ctx, choices, scope)}\n{count}")
+    fields = f"""<div class="wide"><label for="scope">{esc(t("scope"))}</label>{scope_field}</div>
 <div><label for="headline">{esc(t("headline"))}</label>
 <input type="text" id="headline" name="headline" maxlength="200" value="{esc(v.get("headline", ""))}"></div>
 <div><label for="severity">{esc(t("severity"))}</label><select id="severity" name="severity">{severity}</select>
@@ -353,8 +359,17 @@ def alert_form(ctx: Ctx, status: str, choices: list[ScopeChoice], *, values: dic
 <p class="hint">{esc(t("text_hint"))}</p></div>
 {audio}"""
     submit = f'<button type="submit" class="send {status}" id="send">{esc(t(f"send_{status}"))}</button>'
-    form_open = (f'<form method="post" action="/alert/new/{status}" enctype="multipart/form-data" '
+    action = f"/alert/{quote(updates.id)}/update" if updates is not None else f"/alert/new/{status}"
+    form_open = (f'<form method="post" action="{esc(action)}" enctype="multipart/form-data" '
                  f'class="alert-form form-{status}" id="alert-form">{csrf_field(ctx)}')
+    if updates is not None:
+        # the banner of the status (from the page's `status`) stays: an update of a test is still a test
+        intro = (f'<div class="wide"><h1>{esc(t("title_update", id=updates.id))}</h1>'
+                 f'<p>{esc(t("intro_update"))}</p></div>')
+        warn = f'<div class="warning">{esc(t("warning_actual"))}</div>' if status == "actual" else ""
+        body = f"{form_open}{warn}{intro}{fields}<div class=\"wide\">{submit}</div></form>"
+        return Page(t("title_update", id=updates.id), body, nav="alerts", status=status,
+                    messages=[("error", error)] if error else [], code=400 if error else 200)
     if status == "test":
         body = f'{form_open}<h1>{esc(t("title_test"))}</h1><p>{esc(t("intro_test"))}</p>{fields}{submit}</form>'
     elif status == "exercise":
@@ -372,13 +387,15 @@ def confirm_page(ctx: Ctx, token: str, d: Draft, *, error: str = "") -> Page:
     t = ctx.t
     online = sum(1 for s in d.stations if s.state == "online")
     what = d.text or t("audio_named", name=d.audio_name)
+    replaces = (f'<tr><th>{esc(t("replaces"))}</th><td id="confirm-replaces">{esc(d.updates)}</td></tr>'
+                if d.updates else "")
     content = f"""<form method="post" action="/alert/confirm" class="alert-form form-actual" id="confirm-form">
 {csrf_field(ctx)}<input type="hidden" name="draft" value="{esc(token)}">
 <div class="warning">{esc(t("warning_actual"))}</div>
 <h1>{esc(t("confirm_title"))}</h1>
 <p class="scope-count" id="scope-count">{esc(t("confirm_count", n=len(d.stations), online=online,
                                               offline=len(d.stations) - online))}</p>
-<table class="info"><tr><th>{esc(t("scope"))}</th><td><span class="confirm-scope">{esc(d.scope)}</span></td></tr>
+<table class="info">{replaces}<tr><th>{esc(t("scope"))}</th><td><span class="confirm-scope">{esc(d.scope)}</span></td></tr>
 <tr><th>{esc(t("headline"))}</th><td>{esc(d.headline or "-")}</td></tr>
 <tr><th>{esc(t("severity"))}</th><td>{esc(t("severity_" + d.severity))}</td></tr>
 <tr><th>{esc(t("message"))}</th><td>{esc(what)}</td></tr></table>
@@ -414,10 +431,16 @@ def acks_fragment(ctx: Ctx, a: SentAlert, acks: list[StationAck]) -> str:
 def alert_page(ctx: Ctx, a: SentAlert, acks: list[StationAck], now: float, *, sent: bool = False) -> Page:
     t = ctx.t
     cancel = cancel_button(ctx, a) if a.active(now) else ""
+    if a.active(now) and may_send(ctx.role, a.status):
+        cancel += (f' <a class="button update" id="update" href="/alert/{esc(quote(a.id))}/update">'
+                   f'{esc(t("update_button"))}</a>')
+    links = "".join(
+        f'<tr><th>{esc(t(key))}</th><td><a id="{key}" href="/alert/{esc(quote(other))}">{esc(other)}</a></td></tr>'
+        for key, other in (("replaces", a.replaces), ("replaced_by", a.replaced_by)) if other)
     content = f"""<h1>{tag(ctx, a.status)} {esc(t("alert"))} <span id="alert-id">{esc(a.id)}</span></h1>
 <div class="cancel-box">{cancel}</div>
 <table class="info">
-<tr><th>{esc(t("state"))}</th><td id="alert-state">{alert_state(ctx, a, now)}</td></tr>
+<tr><th>{esc(t("state"))}</th><td id="alert-state">{alert_state(ctx, a, now)}</td></tr>{links}
 <tr><th>{esc(t("scope"))}</th><td>{esc(a.scope)}</td></tr>
 <tr><th>{esc(t("headline"))}</th><td>{esc(a.headline or "-")}</td></tr>
 <tr><th>{esc(t("message"))}</th><td>{esc(a.text or a.audio_url)}</td></tr>

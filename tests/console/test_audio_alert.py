@@ -12,8 +12,7 @@ import numpy as np
 import soundfile as sf
 
 from district.content import ContentServer
-from tests.console.conftest import start_console, stop_console
-from tests.console.test_http import Browser, multipart
+from tests.console.conftest import Browser, multipart, start_console, stop_console
 from tests.scenarios.harness import TZ, config, peak_db, start_station, write_key
 
 
