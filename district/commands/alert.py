@@ -4,7 +4,9 @@
         --key keys/ed25519-....key --broker mqtts://broker:8883 --cafile ca.crt --cert sender.crt --cert-key sender.key
 
 An `actual` alert first shows how many stations are in scope and asks the officer to type the scope back
-(`--yes-actual` for scripts; without a terminal and without the flag it refuses). The alert id is printed on
+(`--yes-actual` for scripts; without a terminal and without the flag it refuses). `--update ID` sends an update
+that replaces the active alert ID (same scope and status): refused unless ID is the alert retained on the
+scope's topic now, since a station that no longer has ID would play the update as a new alert. The alert id is printed on
 stdout (everything else goes to stderr), so `ID=$(loa-district alert ...)` works.
 """
 
@@ -51,6 +53,8 @@ def register(subparsers) -> None:
     p.add_argument("--no-tone", action="store_true", help="no attention signal before the message")
     p.add_argument("--key", required=True, metavar="KEY", help="district signing key (<kid>.key)")
     p.add_argument("--yes-actual", action="store_true", help="send an actual alert without asking (scripts)")
+    p.add_argument("--update", metavar="ID",
+                   help="replace the active alert ID with this message (msg_type update; same --scope and --status)")
     add_broker_arguments(p)
     p.set_defaults(func=run)
 
@@ -88,7 +92,23 @@ def _payload(args, scope: Scope, audio: AudioRef | None, now: datetime, alert_id
         repeat=args.repeat,
         tone=not args.no_tone,
         alert_id=alert_id,
+        updates=args.update,
     )
+
+
+def check_update_target(held: dict | None, alert_id: str, status: str, topic: str) -> str | None:
+    """Why an update of `alert_id` must not be sent, given the (unverified) payload retained on the scope's
+    alert topic; None when it may."""
+    if held is None:
+        return f"no alert is retained on {topic} (expired or never sent there): nothing to update"
+    if held.get("msg_type") == "cancel" and alert_id in (held.get("references") or []):
+        return f"alert {alert_id} was cancelled ({held.get('id')}): send a new alert instead"
+    if held.get("id") != alert_id:
+        return (f"alert {alert_id} is not the one active on {topic} (that is {held.get('msg_type')} "
+                f"{held.get('id')}): update that one, or send a new alert")
+    if held.get("status") != status:
+        return f"alert {alert_id} is {held.get('status')}, not {status}: an update keeps the status"
+    return None
 
 
 def _cap_payload(args, scope: Scope, now: datetime) -> AlertPayload:
@@ -164,6 +184,8 @@ def run(args) -> int:
         raise UsageError(f"--scope: {e}") from None
     if not args.cap and not args.status:
         raise UsageError("--status test|exercise|actual is required")
+    if args.cap and args.update:
+        raise UsageError("--update goes with --text/--audio; a CAP update names what it updates in <references>")
     if not 1 <= args.repeat <= 10:
         raise UsageError(f"--repeat must be 1-10, got {args.repeat}")
     try:
@@ -178,6 +200,12 @@ def run(args) -> int:
         raise UsageError(f"cannot build the alert: {detail}") from None
     try:
         with client_from_args(args) as client:
+            if args.update:
+                problem = check_update_target(alerts.retained_alert(client, scope), args.update, draft.status,
+                                              scope.topic("alert"))
+                if problem:
+                    print(f"loa-district alert: not sent: {problem}", file=sys.stderr)
+                    return 1
             if draft.status == "actual":
                 stations = alerts.census(client, scope)
                 if not confirm_actual(scope, stations, draft, yes=args.yes_actual):
