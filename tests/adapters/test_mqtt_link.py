@@ -148,7 +148,9 @@ def test_a_dead_link_is_shown_offline_by_the_will_within_one_and_a_half_keepaliv
             t0 = time.monotonic()
             wait_for(lambda: states(listener)[-1:] == ["offline"], 10, "the Will")
             elapsed = time.monotonic() - t0
-            assert elapsed <= offline_within_s(1) + 0.5, elapsed
+            # The promise is the broker's (1.5 keepalives + its sweep); the benchmark telemetry_bytes measures
+            # it at real keepalives. Here the margin only absorbs this test's own scheduling on a loaded machine.
+            assert elapsed <= offline_within_s(1) + 1.5, elapsed
         finally:
             proxy.thaw()
             link.stop()

@@ -175,7 +175,7 @@ def test_a_paced_sink_takes_real_time():
         sink.write(np.zeros(BLOCK, np.int16))
     elapsed = time.monotonic() - t0
     sink.close()
-    assert 0.5 - 0.04 - 0.005 <= elapsed < 0.5 + 0.2
+    assert elapsed >= 0.5 - 0.04 - 0.005  # paced: never faster than real time (slower only on a loaded machine)
     starts = [a.t_play for a in sink.accepted]
     assert np.allclose(np.diff(starts), BLOCK / RATE, atol=1e-6)  # back to back, no gaps
 

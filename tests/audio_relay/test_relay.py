@@ -87,9 +87,10 @@ def test_dead_primary_fails_over_at_once(server, media, relay, switches, failure
         "bad-url": "htp:/nonsense",
     }[failure]
     t0 = time.monotonic()
-    src = relay([primary, server.url("backup")])
+    # a stall timeout far above the bound: "at once" is told from "after waiting for a stall" on any machine
+    src = relay([primary, server.url("backup")], timings=dataclasses.replace(FAST, stall_s=10.0))
     _, to, reason, at = switches.wait_for(lambda f, t, r, _: f == primary)
-    assert to == server.url("backup") and at - t0 < FAST.stall_s
+    assert to == server.url("backup") and at - t0 < 5.0
     assert {"404": "HTTP 404", "refused": "cannot connect", "bad-url": "not an http(s) URL"}[failure] in reason
     with Player(src) as player:
         player.wait_for_freq(440)
@@ -113,7 +114,7 @@ def test_stalled_stream_fails_over_within_the_stall_timeout(server, media, relay
         player.wait_for_freq(440)
         _, to, reason, at = switches.wait_for(lambda f, t, r, _: f == server.url("primary"))
         player.wait_for_freq(1000)
-        assert player.max_read_s < 0.05, "read() blocked during the stall"
+        assert player.max_read_s < 0.5, "read() blocked during the stall"  # the stall lasts 1 s
     assert to == server.url("backup") and reason.startswith("stalled: no data for")
     # Detected after stall_s, plus what the OS and ffmpeg had buffered; well within twice the timeout.
     assert FAST.stall_s - 0.2 <= at - last_sent[0] <= 2 * FAST.stall_s + 0.5
@@ -203,7 +204,7 @@ def test_nothing_available_gives_silence_and_is_reported(server, relay, switches
     with Player(src) as player:
         _, to, reason, _ = switches.wait_for(lambda f, t, r, _: f == server.url("a"))
         player.wait_for_silence()
-        assert player.errors == [] and player.max_read_s < 0.05
+        assert player.errors == [] and player.max_read_s < 0.5
     assert to is None
     assert "fallback file unusable" in reason and "silence" in reason
 
@@ -329,7 +330,9 @@ def test_close_is_quick_so_an_alert_is_not_kept_waiting(server, media, mute_list
         "hung-connect": [mute_listener],
         "failing-over": [mute_listener, server.url("live")],
     }[state]
-    src = open_stream(StreamSpec(tuple(urls), media["fallback"]), RATE, on_switch=switches, timings=FAST)
+    # hung-connect: a connect timeout far above the bound, so waiting for it could not pass as "quick"
+    timings = dataclasses.replace(FAST, connect_timeout_s=10.0) if state == "hung-connect" else FAST
+    src = open_stream(StreamSpec(tuple(urls), media["fallback"]), RATE, on_switch=switches, timings=timings)
     if state == "playing":
         with Player(src) as player:
             player.wait_for_freq(440)
@@ -337,7 +340,7 @@ def test_close_is_quick_so_an_alert_is_not_kept_waiting(server, media, mute_list
         switches.wait_for(lambda f, t, r, _: f == mute_listener)
     t = time.monotonic()
     src.close()
-    assert time.monotonic() - t < 0.5
+    assert time.monotonic() - t < 2.0
     assert not [t.name for t in threading.enumerate() if t.name.startswith("loa-relay")]
     assert ffmpeg_children() == []
 

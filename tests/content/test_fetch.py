@@ -276,6 +276,8 @@ def test_a_deadline_bounds_the_whole_fetch_for_a_waiting_player(server, cache):
     t = time.monotonic()
     with pytest.raises(FetchError) as e:
         Fetcher(cache, policy).fetch(server.url("a.mp3"), sha, len(data), deadline_s=0.5)
-    assert time.monotonic() - t < 1.5
+    # Without the deadline this fetch would take 10 attempts x a 30 s stall timeout; the bound only tells
+    # "stopped at its deadline" from "ran its retries", with room for a loaded machine.
+    assert time.monotonic() - t < 10
     assert e.value.kind in ("deadline", "stalled") and sha not in cache
     assert cache.partial_path(sha).stat().st_size == 5000  # kept: the prefetcher resumes it later

@@ -37,7 +37,7 @@ def test_programmes_play_on_time_through_a_network_cut_and_their_reports_arrive_
         app.stop()
     entries = rec.reports()
     assert [(e.ref, e.result) for e in entries] == [("a", "played"), ("b", "played"), ("c", "played")]
-    assert all(p.offset_s < 0.5 for p in rec.of(C.Play)), rec.of(C.Play)  # started on time, not joined late
+    assert all(p.offset_s < 1.0 for p in rec.of(C.Play)), rec.of(C.Play)  # started on time, not joined late
     arrived = collector.playlog()
     assert sorted(arrived) == sorted(e.entry_id for e in entries)
     assert {d["result"] for d in arrived.values()} == {"played"}
