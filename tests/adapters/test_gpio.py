@@ -16,6 +16,7 @@ from firmware.core.events import PlaybackEnded, PlaybackStarted
 from firmware.core.sources import ToneSpec
 from simulator.gpio import SimulatedGpio
 from simulator.sinks import RecordingSink
+from tests import waiting
 
 RATE = 48000
 AMP_PIN, LED_PIN, BUTTON_PIN, MAINS_PIN = 17, 27, 22, 23
@@ -67,15 +68,9 @@ def tone(play_id, seconds=0.2):
     return Play(play_id, "programme", "r", ToneSpec("test", seconds), 0.0, 0.0)
 
 
-def wait_until(predicate, timeout=3.0, step=0.01) -> bool:
+def wait_until(predicate, timeout=3.0) -> bool:
     """For state that has no event to wait on (an LED blinking in gpiozero's thread)."""
-    deadline = time.monotonic() + timeout
-    pause = threading.Event()
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        pause.wait(step)
-    return True
+    return waiting.wait_until(predicate, timeout, step=0.01)
 
 
 def test_amplifier_is_warm_before_the_first_sample_and_off_only_after_the_hang(factory, closing):

@@ -5,21 +5,16 @@ from this page, whoever sent it."""
 from __future__ import annotations
 
 import re
-import time
 
 from district.cli import main as district_main
 from firmware.protocol.keys import generate, signing_key_pem
+from tests import waiting
 from tests.console.conftest import USER, Browser, multipart, seed_station, start_console, stop_console
 
 
 def wait_until(predicate, timeout: float = 10.0) -> bool:
-    """Poll a condition with a deadline (the console stores what it hears on paho's thread; nothing signals)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return bool(predicate())
+    """The console stores what it hears on paho's thread; nothing signals it."""
+    return waiting.wait_until(predicate, timeout)
 
 
 def audited(r, action: str, alert_id: str) -> bool:

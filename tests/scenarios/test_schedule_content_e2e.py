@@ -28,6 +28,7 @@ from firmware.core import commands as C
 from firmware.protocol.ack import AckPayload, parse_ack
 from tests.content.faultserver import FaultServer
 from tests.scenarios.harness import TZ, config, start_station, write_key
+from tests.waiting import wait_until
 
 STATION = "hv/hb/s1"
 ALL_DAY = (("00:00", "24:00", 0.0),)
@@ -43,16 +44,6 @@ def next_minute(lead_s: float = 75.0) -> datetime:
 
 def hhmm(t: datetime) -> str:
     return t.strftime("%H:%M")
-
-
-def wait_until(predicate, timeout: float) -> bool:
-    """Poll a condition nobody signals (the cache, the prefetcher) until it holds or `timeout` passes."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return bool(predicate())
 
 
 def encode(out: Path, freq: int, seconds: float, *args: str) -> Path:
