@@ -2,8 +2,9 @@
 
 Passwords are stored as `scrypt$n$r$p$<salt hex>$<hash hex>` (hashlib.scrypt, 16-byte random salt, n=2**14,
 r=8, p=1: about 16 MiB and 50 ms per check, cheap for a login, expensive for a guesser with a stolen database).
-Sessions live in memory: a console restart logs everybody out, which is acceptable for a few district staff and
-means no session token ever touches the disk. Each session has its own CSRF token; forms carry it and every
+Sessions live in memory and, when given a store, in the database as sha256(token): a console restarted (an
+upgrade, a crash, systemd) keeps its staff logged in, and the token itself never touches the disk (a stolen
+database holds nothing a browser could present). Each session has its own CSRF token; forms carry it and every
 POST is checked with hmac.compare_digest.
 """
 
@@ -17,6 +18,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 SALT_BYTES = 16
@@ -68,23 +70,45 @@ class Session:
     created: float = field(default=0.0)
 
 
+class SessionStore(Protocol):
+    """Where sessions outlive the process (`ConsoleStore`). Keys are sha256(token) in hex, never the token."""
+
+    def save_session(self, key: str, user: str, csrf: str, expires: float, created: float, used: float) -> None: ...
+    def load_session(self, key: str) -> tuple[str, str, float, float, float] | None: ...  # user csrf expires created used
+    def touch_session(self, key: str, used: float) -> None: ...
+    def delete_sessions(self, *, key: str | None = None, user: str | None = None, dead_at: float | None = None,
+                        idle_s: float = 0.0) -> None: ...
+
+
+def session_key(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
 class Sessions:
-    """Random session tokens (32 bytes, url-safe) with an absolute lifetime and an idle timeout."""
+    """Random session tokens (32 bytes, url-safe) with an absolute lifetime and an idle timeout.
+
+    With a `store`, every session is also kept there (by `session_key`), so a new process finds it; the last use
+    is written at most every `touch_every_s`, so the idle timeout of a restored session is that much lenient."""
 
     def __init__(self, *, lifetime_s: float = 12 * 3600, idle_s: float = 2 * 3600,
-                 now: Callable[[], float] = time.time):
+                 now: Callable[[], float] = time.time, store: SessionStore | None = None,
+                 touch_every_s: float = 60.0):
         self.lifetime_s = lifetime_s
         self.idle_s = idle_s
         self._now = now
+        self._store = store
+        self._touch_every_s = touch_every_s
         self._lock = threading.Lock()
-        self._by_token: dict[str, tuple[Session, float]] = {}  # token -> (session, last used)
+        self._by_token: dict[str, tuple[Session, float, float]] = {}  # token -> (session, last used, last stored)
 
     def create(self, user: str) -> Session:
         now = self._now()
         s = Session(secrets.token_urlsafe(32), user, secrets.token_urlsafe(32), now + self.lifetime_s, now)
         with self._lock:
             self._prune(now)
-            self._by_token[s.token] = (s, now)
+            self._by_token[s.token] = (s, now, now)
+            if self._store is not None:
+                self._store.save_session(session_key(s.token), user, s.csrf, s.expires, now, now)
         return s
 
     def get(self, token: str | None) -> Session | None:
@@ -92,29 +116,50 @@ class Sessions:
             return None
         now = self._now()
         with self._lock:
-            entry = self._by_token.get(token)
+            entry = self._by_token.get(token) or self._restore(token)
             if entry is None:
                 return None
-            s, used = entry
+            s, used, stored = entry
             if now >= s.expires or now - used >= self.idle_s:
-                del self._by_token[token]
+                self._drop(token)
                 return None
-            self._by_token[token] = (s, now)
+            if self._store is not None and now - stored >= self._touch_every_s:
+                self._store.touch_session(session_key(token), now)
+                stored = now
+            self._by_token[token] = (s, now, stored)
             return s
+
+    def _restore(self, token: str) -> tuple[Session, float, float] | None:
+        if self._store is None or len(token) > 200:
+            return None
+        row = self._store.load_session(session_key(token))
+        if row is None:
+            return None
+        user, csrf, expires, created, used = row
+        return Session(token, user, csrf, expires, created), used, used
+
+    def _drop(self, token: str) -> None:
+        self._by_token.pop(token, None)
+        if self._store is not None:
+            self._store.delete_sessions(key=session_key(token))
 
     def end(self, token: str | None) -> None:
         with self._lock:
-            self._by_token.pop(token or "", None)
+            self._drop(token or "")
 
     def end_user(self, user: str) -> None:
         with self._lock:
-            for t in [t for t, (s, _) in self._by_token.items() if s.user == user]:
+            for t in [t for t, (s, _, _) in self._by_token.items() if s.user == user]:
                 del self._by_token[t]
+            if self._store is not None:
+                self._store.delete_sessions(user=user)
 
     def _prune(self, now: float) -> None:
-        dead = [t for t, (s, used) in self._by_token.items() if now >= s.expires or now - used >= self.idle_s]
+        dead = [t for t, (s, used, _) in self._by_token.items() if now >= s.expires or now - used >= self.idle_s]
         for t in dead:
             del self._by_token[t]
+        if self._store is not None:
+            self._store.delete_sessions(dead_at=now, idle_s=self.idle_s + self._touch_every_s)
 
 
 def csrf_ok(expected: str, given: str | None) -> bool:

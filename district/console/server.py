@@ -73,7 +73,7 @@ class ConsoleServer:
         self.store = store
         self.settings = settings or Settings()
         self.tz = ZoneInfo(self.settings.tz)
-        self.sessions = sessions or Sessions(lifetime_s=self.settings.session_s)
+        self.sessions = sessions or Sessions(lifetime_s=self.settings.session_s, store=store)
         self.limiter = limiter or LoginLimiter()
         self._drafts: dict[str, tuple[Draft, str, float]] = {}
         self._drafts_lock = threading.Lock()

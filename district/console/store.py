@@ -20,6 +20,10 @@ CREATE TABLE IF NOT EXISTS console_users (
     name TEXT PRIMARY KEY, pw_hash TEXT NOT NULL, created REAL NOT NULL, disabled INTEGER NOT NULL DEFAULT 0,
     last_login REAL, role TEXT NOT NULL DEFAULT 'officer'
 );
+CREATE TABLE IF NOT EXISTS console_sessions (
+    key TEXT PRIMARY KEY, user TEXT NOT NULL, csrf TEXT NOT NULL, expires REAL NOT NULL, created REAL NOT NULL,
+    used REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS console_audit (
     n INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, user TEXT NOT NULL, action TEXT NOT NULL,
     status TEXT NOT NULL DEFAULT '', scope TEXT NOT NULL DEFAULT '', alert_id TEXT NOT NULL DEFAULT '',
@@ -162,6 +166,28 @@ class ConsoleStore:
             for n, c, d, ll, r in self._q(
                 "SELECT name, created, disabled, last_login, role FROM console_users ORDER BY name")
         ]
+
+    # -- sessions (accounts.Sessions keeps them here by sha256 of the token) ---------------------------------
+
+    def save_session(self, key: str, user: str, csrf: str, expires: float, created: float, used: float) -> None:
+        self._x("INSERT OR REPLACE INTO console_sessions (key, user, csrf, expires, created, used)"
+                " VALUES (?, ?, ?, ?, ?, ?)", (key, user, csrf, expires, created, used))
+
+    def load_session(self, key: str) -> tuple[str, str, float, float, float] | None:
+        rows = self._q("SELECT user, csrf, expires, created, used FROM console_sessions WHERE key = ?", (key,))
+        return rows[0] if rows else None
+
+    def touch_session(self, key: str, used: float) -> None:
+        self._x("UPDATE console_sessions SET used = ? WHERE key = ?", (used, key))
+
+    def delete_sessions(self, *, key: str | None = None, user: str | None = None, dead_at: float | None = None,
+                        idle_s: float = 0.0) -> None:
+        if key is not None:
+            self._x("DELETE FROM console_sessions WHERE key = ?", (key,))
+        if user is not None:
+            self._x("DELETE FROM console_sessions WHERE user = ?", (user,))
+        if dead_at is not None:
+            self._x("DELETE FROM console_sessions WHERE expires <= ? OR used <= ?", (dead_at, dead_at - idle_s))
 
     # -- audit -----------------------------------------------------------------------------------------------
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 from district.console.accounts import (
     LoginLimiter,
     Sessions,
@@ -104,4 +106,31 @@ def test_store_keeps_accounts_and_disabled_ones_have_no_hash(tmp_path):
     [e] = store.audit_log()
     assert (e.user, e.action, e.status, e.scope, e.alert_id, e.ip) == ("an", "alert", "test", "hv", "hv-1",
                                                                        "127.0.0.1")
+    store.close()
+
+
+def test_sessions_kept_in_the_store_survive_a_restart_as_hashes_only(tmp_path):
+    clock = Clock()
+    store = ConsoleStore(tmp_path / "d.sqlite")
+    before = Sessions(lifetime_s=1000, idle_s=100, now=clock, store=store, touch_every_s=10)
+    a, b = before.create("an"), before.create("binh")
+    clock.t += 50
+    assert before.get(a.token) is a  # used at 50 (stored: more than touch_every_s since creation)
+    raw = sqlite3.connect(tmp_path / "d.sqlite").execute("SELECT * FROM console_sessions").fetchall()
+    assert len(raw) == 2 and not any(a.token in map(str, row) or b.token in map(str, row) for row in raw)
+
+    after = Sessions(lifetime_s=1000, idle_s=100, now=clock, store=store, touch_every_s=10)  # a new process
+    clock.t += 60
+    restored = after.get(a.token)
+    assert (restored.user, restored.csrf, restored.expires) == ("an", a.csrf, a.expires)
+    assert after.get(b.token) is None  # b was last used at 0: idle for 110 s
+    assert after.get("forged") is None and after.get("x" * 10_000) is None
+    after.end(a.token)
+    assert Sessions(now=clock, store=store).get(a.token) is None  # logged out for every process
+    c = after.create("an")
+    after.end_user("an")
+    assert Sessions(now=clock, store=store).get(c.token) is None
+    d = after.create("binh")
+    clock.t += 1001
+    assert Sessions(lifetime_s=1000, now=clock, store=store).get(d.token) is None  # the absolute lifetime holds
     store.close()

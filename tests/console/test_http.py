@@ -314,3 +314,21 @@ def test_stations_are_known_from_their_status_even_without_the_collector(logged_
     assert fleet.console.station("hv/hx/s8") is None  # malformed: refused, not stored
     _, page = logged_in.get("/alert/new/test")
     assert 'value="hv/hx/s9"' in page and 'value="hv/hx"' in page
+
+
+def test_a_restarted_console_keeps_its_staff_logged_in_and_a_logout_holds(logged_in, fleet):
+    from district.console.server import ConsoleServer, Settings
+
+    fleet.server.stop()  # an upgrade, a crash, systemd: the process is gone, its memory with it
+    fleet.server = ConsoleServer(fleet.console, fleet.store, Settings(), port=0).start()
+    logged_in.port = fleet.server.httpd.server_address[1]
+    r, page = logged_in.get("/")
+    assert r.status == 200 and 'id="logout"' in page
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)  # the session's own CSRF token came back
+    cookies = dict(logged_in.cookies)
+    assert logged_in.post("/logout", {"csrf": csrf})[0].status == 303
+    fleet.server.stop()
+    fleet.server = ConsoleServer(fleet.console, fleet.store, Settings(), port=0).start()
+    logged_in.port = fleet.server.httpd.server_address[1]
+    logged_in.cookies = cookies  # the old cookie, presented again (a copy kept by someone else)
+    assert logged_in.get("/")[0].status == 303  # to /login: logged out stays logged out
