@@ -237,6 +237,15 @@ class DistrictDb:
         ts, state, detail, payload = rows[0]
         return ts, state, detail, json.loads(payload)
 
+    def content_status(self, sid: str) -> tuple[int, int] | None:
+        """(missing, failed) content files from the station's latest telemetry that carried them (the ones in
+        between carry only changes), None when it never reported them."""
+        rows = self.query(
+            "SELECT json_extract(payload, '$.content_missing'), COALESCE(json_extract(payload, '$.content_failed'), 0)"
+            " FROM telemetry WHERE sid = ? AND json_extract(payload, '$.content_missing') IS NOT NULL"
+            " ORDER BY ts DESC LIMIT 1", (sid,))
+        return (int(rows[0][0]), int(rows[0][1])) if rows else None
+
     def failures_since(self, sid: str, since: float) -> int:
         return self.query(
             "SELECT COUNT(*) FROM playlog WHERE sid = ? AND result = 'failed' AND requested_start >= ?", (sid, since)

@@ -116,6 +116,8 @@ class App:
         self._build_player()
         scope = Scope(ident.district, ident.commune, ident.id)
         self._build_link(scope, clock, state_dir)
+        if p.reporter is not None and p.prefetcher is not None:
+            p.reporter.content_status = self._content_counts
 
         def publish(topic: str, payload: bytes) -> None:
             if p.link is not None:
@@ -199,6 +201,11 @@ class App:
             log.warning("content %s %s: %s", sha256[:12], state, reason)
         else:
             log.debug("content %s %s %s", sha256[:12], state, reason)
+
+    def _content_counts(self) -> tuple[int, int]:
+        """(missing, failed) files within the prefetch horizon, for telemetry (reporter thread)."""
+        missing = self.parts.prefetcher.missing()
+        return len(missing), sum(1 for m in missing if m.state == "failed")
 
     def _resolve(self, spec: FileSpec) -> str | None:
         """Where the player finds a district file: the cache; for an alert's audio, fetched right now."""

@@ -73,6 +73,9 @@ def run(args) -> int:
             failed = db.failures_since(s.sid, now - 7 * DAY)
             if failed:
                 faults.append(f"{failed} failed (7 d)")
+            content = db.content_status(s.sid)
+            if content and content[0]:
+                faults.append(f"content: {content[0]} file(s) missing ({content[1]} failed)")
             rows.append(
                 [
                     s.sid,

@@ -212,6 +212,7 @@ class Console:
             if tele and tele[1] == "fault":
                 faults.append(tele[2] or "fault")
             failed = self.db.failures_since(s.sid, now - 7 * DAY)
+            content = self.db.content_status(s.sid)
             out.append({
                 "row": s,
                 "uptime_s": self.running_for(s, tele, now),
@@ -220,6 +221,8 @@ class Console:
                 "last": last,
                 "faults": faults,
                 "failed_7d": failed,
+                "content_missing": content[0] if content else 0,
+                "content_failed": content[1] if content else 0,
                 "tele_state": tele[1] if tele else None,
             })
         return out

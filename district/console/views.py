@@ -132,7 +132,7 @@ def fleet_fragment(ctx: Ctx, fleet: list[dict]) -> str:
     if not fleet:
         return f'<p class="muted" id="no-stations">{esc(t("no_stations"))}</p>'
     online = sum(1 for f in fleet if f["row"].state == "online")
-    faulty = sum(1 for f in fleet if f["faults"] or f["failed_7d"])
+    faulty = sum(1 for f in fleet if f["faults"] or f["failed_7d"] or f["content_missing"])
     out = [f"""<div class="summary">
 <div class="card"><b id="count-online">{online}/{len(fleet)}</b>{esc(t("summary_online"))}</div>
 <div class="card"><b id="count-offline">{len(fleet) - online}</b>{esc(t("summary_offline"))}</div>
@@ -155,6 +155,8 @@ def fleet_fragment(ctx: Ctx, fleet: list[dict]) -> str:
             faults = list(f["faults"])
             if f["failed_7d"]:
                 faults.append(t("failed_7d", n=f["failed_7d"]))
+            if f["content_missing"]:
+                faults.append(t("content_missing", n=f["content_missing"], failed=f["content_failed"]))
             out.append(
                 f'<tr data-sid="{esc(s.sid)}"><td><a href="/station/{esc(quote(s.sid))}">{esc(s.station)}</a></td>'
                 f"<td>{badge(ctx, s.state or 'unknown')}</td><td>{esc(when(ctx, s.state_since))}</td>"

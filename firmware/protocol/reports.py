@@ -111,6 +111,10 @@ class Telemetry(_Strict):
     on_backup: bool | None = None
     disk_free_mb: Annotated[int, Field(ge=0)] | None = None
     cpu_temp_c: Annotated[float, Field(ge=-60, le=150)] | None = None
+    # Files the schedule needs within the prefetch horizon (default 48 h) that are not in the verified cache
+    # yet, and how many of those failed their last download (404, wrong sha256, ...): known hours ahead.
+    content_missing: Annotated[int, Field(ge=0, le=100_000)] | None = None
+    content_failed: Annotated[int, Field(ge=0, le=100_000)] | None = None
     outbox_depth: Annotated[int, Field(ge=0)]
     dropped_telemetry: Annotated[int, Field(ge=0)] = 0
     dropped_reports: Annotated[int, Field(ge=0)] = 0

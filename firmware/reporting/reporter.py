@@ -20,6 +20,7 @@ from __future__ import annotations
 import collections
 import logging
 import threading
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
@@ -67,6 +68,8 @@ class Reporter:
         )
         self._snap = Snapshot()
         self._snap_lock = threading.Lock()
+        # (missing, failed) content files within the prefetch horizon; set by the app once the cache exists
+        self.content_status: Callable[[], tuple[int, int]] | None = None
         self._link_since: float | None = None
         self._change_due: float | None = None  # monotonic time an on-change telemetry is due
         self._last_telemetry = float("-inf")
@@ -149,7 +152,7 @@ class Reporter:
             snap = self._snap
         t = self.builder.build(
             snap, link_up_since=self._link_since, outbox_depth=self.outbox.depth() + len(self.unsaved),
-            counters=self.counters(),
+            counters=self.counters(), content=self._content(),
         )
         self._store(t.id, "telemetry", self.ids.topic("telemetry"), encode(t))
         self._last_telemetry = self.clock.monotonic()
@@ -206,6 +209,15 @@ class Reporter:
                 return
         if self.link.connected:
             self.unsaved.publish_direct(self.link)
+
+    def _content(self) -> tuple[int, int] | None:
+        if self.content_status is None:
+            return None
+        try:
+            return self.content_status()
+        except Exception:  # telemetry goes out without the content counts rather than not at all
+            log.exception("%s: content status unavailable", self.ids.station)
+            return None
 
     def _quietly(self, fn, *args) -> None:
         """Day-log bookkeeping must not stop reporting when the card is full: log and go on."""

@@ -86,9 +86,11 @@ class TelemetryBuilder:
         self._last: dict[str, object] = {}
 
     def build(
-        self, snap: Snapshot, *, link_up_since: float | None, outbox_depth: int, counters: dict[str, int]
+        self, snap: Snapshot, *, link_up_since: float | None, outbox_depth: int, counters: dict[str, int],
+        content: tuple[int, int] | None = None,
     ) -> Telemetry:
-        """`link_up_since`: monotonic time the link came up (None: down)."""
+        """`link_up_since`: monotonic time the link came up (None: down). `content`: (missing, failed) files
+        within the prefetch horizon, None when the station has no content cache."""
         full = self._count % self.full_every == 0
         self._count += 1
         mono = self.clock.monotonic()
@@ -103,6 +105,8 @@ class TelemetryBuilder:
             "on_backup": snap.on_backup,
             "disk_free_mb": None if disk is None else int(disk),
             "cpu_temp_c": temp,
+            "content_missing": None if content is None else content[0],
+            "content_failed": None if content is None else content[1],
         }
         fields = current if full else {k: v for k, v in current.items() if self._changed(k, v)}
         if full:

@@ -19,7 +19,8 @@ def builder(tmp_path, **kw):
 
 
 def build(b, snap, **kw):
-    t = b.build(snap, link_up_since=kw.get("since"), outbox_depth=kw.get("depth", 0), counters=kw.get("counters", {}))
+    t = b.build(snap, link_up_since=kw.get("since"), outbox_depth=kw.get("depth", 0), counters=kw.get("counters", {}),
+                content=kw.get("content"))
     wire = encode(t)
     assert parse_telemetry(wire) == t  # what the collector reads back is what was built
     return json.loads(wire)
@@ -66,3 +67,18 @@ def test_unknown_snapshot_fields_are_a_programming_error(tmp_path):
 
     with pytest.raises(TypeError, match="volume"):
         Snapshot().with_(volume=3)
+
+
+def test_missing_content_is_told_in_full_messages_and_in_between_when_it_changes(tmp_path):
+    clock, _, b = builder(tmp_path, full_every=4)
+    snap = Snapshot(state="idle")
+    first = build(b, snap, content=(2, 1))
+    assert (first["content_missing"], first["content_failed"]) == (2, 1)
+    clock.advance(300)
+    assert "content_missing" not in build(b, snap, content=(2, 1))  # unchanged: not repeated
+    clock.advance(300)
+    fetched = build(b, snap, content=(0, 0))  # all there now: 0 is news, not "unknown"
+    assert (fetched["content_missing"], fetched["content_failed"]) == (0, 0)
+    clock.advance(300)
+    assert "content_missing" not in build(b, snap, content=None)  # no cache at all: unknown, left out
+
