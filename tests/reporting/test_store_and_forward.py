@@ -192,6 +192,9 @@ def test_reports_the_full_card_refused_reach_the_district_from_memory_and_are_st
     station = Station(broker.url, tmp_path / "st", outbox_cls=FullCard).start()
     try:
         wait_for(lambda: station.link.connected, 5, "station online")
+        # the reporter's own first telemetry (on start / link up) must not fall into the full-card window,
+        # or it would be dropped and counted too
+        wait_for(lambda: rows(district.db, "telemetry"), 10, "the first telemetry")
         station.outbox.full = True
         station.reporter.report(entry("on-full-card-1"))
         station.reporter.report(entry("on-full-card-2"))
