@@ -27,8 +27,8 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "collect",
         help="collect station status, telemetry and reports into an SQLite database (runs until stopped)",
-        description="Subscribe to every station's status/telemetry/report/ack (shared subscription, persistent "
-        "session, QoS 1) and store them with deduplication by report id.",
+        description="Subscribe to every station's status/telemetry/report/ack (persistent session, QoS 1; plain "
+        "subscriptions, or shared ones with --group) and store them with deduplication by report id.",
     )
     add_broker_arguments(p)
     p.add_argument("--db", required=True, metavar="FILE", help="district SQLite database (created if missing)")
