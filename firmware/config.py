@@ -7,32 +7,19 @@ bounds and a unit in its name, and all problems are reported at once with their 
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import re
 import tomllib
 from pathlib import Path
 from typing import Annotated
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+from zoneinfo import ZoneInfo
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from firmware.core.policy import Policy
-from firmware.core.validation import check_id, format_validation_error
-
-
-def _check_tz(v: str) -> str:
-    try:
-        ZoneInfo(v)
-    except (ZoneInfoNotFoundError, ValueError):
-        close = difflib.get_close_matches(v, sorted(available_timezones()), n=1)
-        hint = f' (did you mean "{close[0]}"?)' if close else ""
-        raise ValueError(f'unknown timezone "{v}"{hint}') from None
-    return v
-
+from firmware.core.validation import TimeZoneName, check_id, format_validation_error
 
 Id = Annotated[str, AfterValidator(check_id)]
-TimeZoneName = Annotated[str, AfterValidator(_check_tz)]
 
 
 class _Section(BaseModel):

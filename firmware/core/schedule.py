@@ -23,7 +23,7 @@ from pydantic import (
 
 from firmware.core import sources
 from firmware.core.policy import WEEKDAYS, Policy, StartTime, Weekday, fmt_hhmm
-from firmware.core.validation import check_id, format_validation_error
+from firmware.core.validation import TimeZoneName, check_id, format_validation_error
 
 ProgrammeId = Annotated[str, AfterValidator(check_id)]
 SHA256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
@@ -167,7 +167,7 @@ class Programme(_M):
 
 class ScheduleDoc(_M):
     version: int = Field(ge=1)
-    timezone: str = "Asia/Ho_Chi_Minh"
+    timezone: TimeZoneName = "Asia/Ho_Chi_Minh"
     target: str | None = Field(
         default=None, pattern=r"^[a-z0-9-]+(/[a-z0-9-]+){0,2}$", description="scope: district[/commune[/station]]"
     )

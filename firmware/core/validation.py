@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import difflib
 import re
-from typing import Any
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from pydantic import BaseModel, ValidationError
+from pydantic import AfterValidator, BaseModel, ValidationError
 
 ID_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62})$")
 
@@ -16,6 +17,20 @@ def check_id(v: str) -> str:
     if not ID_RE.match(v):
         raise ValueError(f'"{v}" is not a valid id: use lowercase letters, digits and "-" (at most 63)')
     return v
+
+
+def check_timezone(v: str) -> str:
+    """An IANA zone name this system knows, e.g. Asia/Ho_Chi_Minh; a near miss gets a suggestion."""
+    try:
+        ZoneInfo(v)
+    except (ZoneInfoNotFoundError, ValueError):
+        close = difflib.get_close_matches(v, sorted(available_timezones()), n=1)
+        hint = f' (did you mean "{close[0]}"?)' if close else ""
+        raise ValueError(f'unknown timezone "{v}"{hint}') from None
+    return v
+
+
+TimeZoneName = Annotated[str, AfterValidator(check_timezone)]
 
 
 def _loc(loc: tuple) -> str:

@@ -87,6 +87,12 @@ def test_not_json_and_oversize_are_clear():
     assert problems_of(b"[]")  # a list is not a document
 
 
+def test_an_unknown_timezone_is_named_with_a_suggestion():
+    ps = problems_of(doc(prog("a", "06:00"), timezone="Asia/Ho_Chi_Minhh"))
+    assert any(p.startswith("timezone: ") and 'unknown timezone "Asia/Ho_Chi_Minhh" (did you mean "Asia/Ho_Chi_Minh"?)'
+               in p for p in ps), ps
+
+
 def test_several_problems_are_reported_together():
     ps = problems_of(doc(prog("a", "25:00"), prog("b", "7h", level="x")))
     assert len(ps) >= 3

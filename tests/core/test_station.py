@@ -139,6 +139,15 @@ def test_untrusted_clock_holds_programmes_until_ntp_then_joins():
     assert plays and plays[0].ref == "tin-sang" and plays[0].offset_s == pytest.approx(600)
 
 
+def test_with_hold_off_an_untrusted_clock_plays_on_schedule_and_says_it_is_not_held():
+    lenient = MORNING.model_copy(update={"hold_on_untrusted_clock": False})
+    run = boot(station(lenient), at(2026, 12, 1, 5, 0), trusted=False)
+    run.run_until(at(2026, 12, 1, 5, 40))
+    plays = [c for _, c in run.commands if isinstance(c, C.Play)]
+    assert plays and plays[0].ref == "tin-sang" and plays[0].offset_s == 0  # on time, not joined late
+    assert run.station.status().state != "held"
+
+
 def test_alert_preempts_plays_at_alert_gain_outside_windows_and_the_programme_resumes():
     run = boot(station(), at(2026, 12, 1, 5, 0))
     run.run_until(at(2026, 12, 1, 5, 35))
