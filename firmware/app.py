@@ -318,7 +318,8 @@ class App:
     # -- stopping ----------------------------------------------------------------------------------
 
     def stop(self) -> None:
-        """Stop in reverse order of starting: network first (Will: offline), then runtime, player, GPIO."""
+        """Stop in reverse order of starting: runtime (no more decisions), player (fade out), prefetcher, link
+        (Will: offline), reporter, then GPIO (amplifier off)."""
         if self.notifier is not None:
             self.notifier.stopping()
         for stop in reversed(self.parts.stoppers):
