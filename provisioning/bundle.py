@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shlex
 import shutil
 import subprocess
@@ -34,6 +35,9 @@ DEFAULT_ADMIN = "loa-admin"
 DEFAULT_NTP = "0.vn.pool.ntp.org 1.vn.pool.ntp.org 0.asia.pool.ntp.org 1.asia.pool.ntp.org"
 MARK = "loa/bundle.json"
 SSH_KEY_TYPES = ("ssh-ed25519", "ssh-rsa", "ecdsa-sha2-", "sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-")
+# Zip timestamps of the built wheel: fixed, so that the same source gives the same wheel, hence the same
+# LOA_BUNDLE_ID, and re-making a bundle does not make `firstboot.sh --if-changed` re-install an unchanged station.
+WHEEL_EPOCH = "315532800"  # 1980-01-01, the earliest time a zip file can hold
 
 
 def project_root() -> Path | None:
@@ -58,6 +62,7 @@ def build_wheel(dest: Path) -> Path:
         proc = subprocess.run(
             [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(out), str(src)],
             capture_output=True, text=True,
+            env={**os.environ, "SOURCE_DATE_EPOCH": os.environ.get("SOURCE_DATE_EPOCH", WHEEL_EPOCH)},
         )
         wheels = sorted(out.glob("loa-*.whl")) if out.exists() else []
         if proc.returncode != 0 or not wheels:
@@ -96,6 +101,31 @@ def _env_file(values: dict[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def check_options(*, wheel: Path | None, admin_user: str) -> None:
+    """The options every bundle of one run shares; checked before anything is written."""
+    problem = id_problem("admin user", admin_user)
+    if problem or admin_user[0].isdigit():
+        raise ProvisionError(problem or f"admin user {admin_user!r} must start with a letter")
+    if wheel is not None and (not Path(wheel).is_file() or not Path(wheel).name.endswith(".whl")):
+        raise ProvisionError(f"--wheel {wheel}: not a wheel file")
+
+
+def out_problem(out: Path) -> str | None:
+    """Why `out` cannot receive a bundle, if it cannot: an existing bundle is replaced, anything else is kept."""
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / MARK).exists())):
+        return f"{out} exists and is not a loa bundle: refusing to replace it"
+    return None
+
+
+def bundle_id(out: Path) -> str | None:
+    """The id of the bundle in `out` (what firstboot.sh compares to decide whether to apply it), if any."""
+    try:
+        return json.loads((Path(out) / MARK).read_text())["bundle_id"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def build_bundle(
     district: District,
     station: str,
@@ -111,14 +141,11 @@ def build_bundle(
         raise ProvisionError(
             f"station {station!r} is not provisioned in district {district.id!r}: run `loa-provision station` first"
         )
-    problem = id_problem("admin user", admin_user)
-    if problem or admin_user[0].isdigit():
-        raise ProvisionError(problem or f"admin user {admin_user!r} must start with a letter")
+    check_options(wheel=wheel, admin_user=admin_user)
     out = Path(out)
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / MARK).exists())):
-        raise ProvisionError(f"{out} exists and is not a loa bundle: refusing to replace it")
-    if wheel is not None and (not Path(wheel).is_file() or not Path(wheel).name.endswith(".whl")):
-        raise ProvisionError(f"--wheel {wheel}: not a wheel file")
+    problem = out_problem(out)
+    if problem:
+        raise ProvisionError(problem)
     refresh(district, params_of(record), station_dir(district, station))  # config and trust anchors up to date
     src = station_dir(district, station)
     with staging_dir(out) as tmp:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import stat
@@ -211,3 +212,168 @@ def test_bundle_errors_are_clear_and_write_nothing(provisioned, tmp_path, capsys
     assert message in capsys.readouterr().err
     assert tree_snapshot(out) == before_out and tree_snapshot(district_dir) == before_district
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+# ---- every station of an inventory: `bundle --inventory` ---------------------------------------------------
+
+INVENTORY = """commune,station,name,preset
+hoa-bac,thon-1,Loa thôn 1,pi-hat-v1
+hoa-lien,thon-2,"Loa thôn 2, chợ",relay-board-gpio17
+"""
+
+
+@pytest.fixture
+def inventory(district_dir, tmp_path):
+    """The inventory, provisioned with `bulk` as the walk-through does; a technician key and a stand-in wheel."""
+    inv = tmp_path / "stations.csv"
+    inv.write_text(INVENTORY, encoding="utf-8")
+    assert cli("bulk", inv, "--district-dir", district_dir) == 0
+    key = tmp_path / "tech.pub"
+    key.write_text(SSH_PUB)
+    wheel = tmp_path / "loa-0.1.0-py3-none-any.whl"
+    wheel.write_bytes(b"not really a wheel")
+    return district_dir, inv, key, wheel
+
+
+def _bundles(district_dir, inv, out, *extra):
+    return cli("bundle", "--district-dir", district_dir, "--inventory", inv, "--out", out, *extra)
+
+
+def _content(bundle_dir: Path) -> dict[str, bytes]:
+    """A bundle's files, without the one thing that differs between two runs: bundle.json's creation time."""
+    files = tree_snapshot(bundle_dir)
+    manifest = json.loads(files.pop("loa/bundle.json"))
+    assert manifest.pop("created")
+    return {**files, "loa/bundle.json": json.dumps(manifest, sort_keys=True).encode()}
+
+
+def test_inventory_bundles_every_station_with_progress_and_summary_and_again_unchanged(inventory, tmp_path, capsys):
+    district_dir, inv, key, wheel = inventory
+    capsys.readouterr()
+    out = tmp_path / "bundles"
+    assert _bundles(district_dir, inv, out, "--ssh-key", key, "--wheel", wheel) == 0
+    printed = capsys.readouterr().out
+    assert "1/2 hoa-bac/thon-1 created" in printed and "2/2 hoa-lien/thon-2 created" in printed
+    assert "2 station(s) in" in printed and ": 2 created" in printed
+    assert "\r" not in printed  # not a terminal: one plain line per station, as `bulk`
+    assert sorted(p.name for p in out.iterdir()) == ["thon-1", "thon-2"]
+    assert "LOA_HOSTNAME=loa-thon-2" in (out / "thon-2/loa/bundle.env").read_text()
+    first = {s: _content(out / s) for s in ("thon-1", "thon-2")}
+
+    assert _bundles(district_dir, inv, out, "--ssh-key", key, "--wheel", wheel) == 0  # replaced, like one bundle
+    assert ": 2 unchanged" in capsys.readouterr().out
+    assert {s: _content(out / s) for s in ("thon-1", "thon-2")} == first
+    assert sorted(p.name for p in out.iterdir()) == ["thon-1", "thon-2"]  # nothing left aside
+
+
+def test_each_inventory_bundle_is_exactly_the_single_station_bundle(inventory, tmp_path):
+    district_dir, inv, key, wheel = inventory
+    assert _bundles(district_dir, inv, tmp_path / "all", "--ssh-key", key, "--wheel", wheel, "--admin-user", "tech") == 0
+    for station in ("thon-1", "thon-2"):
+        one = tmp_path / "one" / station
+        assert cli("bundle", "--district-dir", district_dir, "--station", station, "--out", one,
+                   "--ssh-key", key, "--wheel", wheel, "--admin-user", "tech") == 0
+        assert _content(tmp_path / "all" / station) == _content(one)
+
+
+def test_inventory_bundles_share_one_wheel_built_reproducibly_from_this_source_tree(inventory, tmp_path):
+    district_dir, inv, _, _ = inventory
+    out = tmp_path / "bundles"
+    assert _bundles(district_dir, inv, out, "--no-ssh-key") == 0
+    wheels = [next((out / s / "loa/dist").glob("loa-*.whl")) for s in ("thon-1", "thon-2")]
+    assert wheels[0].read_bytes() == wheels[1].read_bytes()
+    entries = zipfile.ZipFile(wheels[0]).infolist()
+    assert "firmware/cli.py" in [e.filename for e in entries]
+    # no build time in the wheel: re-bundling an unchanged source tree gives the same bundle id, so a card
+    # already made stays current (not re-applied by `firstboot.sh --if-changed`)
+    assert {e.date_time for e in entries} == {(1980, 1, 1, 0, 0, 0)}
+
+
+def _assert_nothing_written(tmp_path, out, district_dir, district_before):
+    assert not out.exists()
+    assert tree_snapshot(district_dir) == district_before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (
+            "commune,station,preset\nhoa-bac,thon-1,pi-hat-v9\nhoa-bac,thon-1,\nhoa-bac,Thon 3\n",
+            ["line 2: unknown preset 'pi-hat-v9'", "line 3: station 'thon-1' already on line 2",
+             "line 4: 2 field(s), expected 3"],
+        ),
+        ("commune,statoin\nhoa-bac,thon-1\n", ["line 1: unknown column(s) statoin", "line 1: missing required column(s) station"]),
+    ],
+)
+def test_a_bad_inventory_is_reported_whole_with_line_numbers_and_nothing_is_written(
+    inventory, tmp_path, capsys, text, expected
+):
+    district_dir, _, key, wheel = inventory
+    bad = tmp_path / "bad.csv"
+    bad.write_text(text)
+    out, before = tmp_path / "bundles", tree_snapshot(district_dir)
+    capsys.readouterr()
+    assert _bundles(district_dir, bad, out, "--ssh-key", key, "--wheel", wheel) == 1
+    err = capsys.readouterr().err
+    for e in expected:
+        assert e in err, err
+    assert len([ln for ln in err.splitlines() if ln.startswith("  ")]) == len(expected), err
+    _assert_nothing_written(tmp_path, out, district_dir, before)
+
+
+def test_a_station_not_provisioned_yet_is_named_and_no_bundle_is_written(inventory, tmp_path, capsys):
+    district_dir, inv, key, wheel = inventory
+    with open(inv, "a", encoding="utf-8") as f:
+        f.write("hoa-lien,thon-3,Loa thôn 3,no-gpio\n")  # added to the sheet after `bulk` ran
+    out, before = tmp_path / "bundles", tree_snapshot(district_dir)
+    capsys.readouterr()
+    assert _bundles(district_dir, inv, out, "--ssh-key", key, "--wheel", wheel) == 1
+    err = capsys.readouterr().err
+    assert "line 4: station 'thon-3' is not provisioned yet" in err and "run `loa-provision bulk`" in err
+    _assert_nothing_written(tmp_path, out, district_dir, before)
+    assert cli("bulk", inv, "--district-dir", district_dir) == 0
+    assert _bundles(district_dir, inv, out, "--ssh-key", key, "--wheel", wheel) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["thon-1", "thon-2", "thon-3"]
+
+
+def test_a_station_provisioned_with_other_settings_than_its_line_is_refused(inventory, tmp_path, capsys):
+    district_dir, inv, key, wheel = inventory
+    inv.write_text(INVENTORY.replace("Loa thôn 1,pi-hat-v1", "Loa thôn một,no-gpio"), encoding="utf-8")
+    out, before = tmp_path / "bundles", tree_snapshot(district_dir)
+    capsys.readouterr()
+    assert _bundles(district_dir, inv, out, "--ssh-key", key, "--wheel", wheel) == 1
+    assert "line 2: station 'thon-1' was provisioned with other settings (name, preset differ)" in capsys.readouterr().err
+    _assert_nothing_written(tmp_path, out, district_dir, before)
+
+
+def test_a_folder_in_the_way_of_one_bundle_stops_them_all(inventory, tmp_path, capsys):
+    district_dir, inv, key, wheel = inventory
+    out = tmp_path / "bundles"
+    (out / "thon-2").mkdir(parents=True)
+    (out / "thon-2/photos.txt").write_text("keep me")
+    before_out, before_district = tree_snapshot(out), tree_snapshot(district_dir)
+    capsys.readouterr()
+    assert _bundles(district_dir, inv, out, "--ssh-key", key, "--wheel", wheel) == 1
+    assert f"line 3: {out / 'thon-2'} exists and is not a loa bundle" in capsys.readouterr().err
+    assert tree_snapshot(out) == before_out and tree_snapshot(district_dir) == before_district
+    assert not (out / "thon-1").exists()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("--station", "thon-1", "--inventory", "stations.csv"), "not allowed with argument"),
+        ((), "one of the arguments --station --inventory is required"),
+        (("--inventory", "missing.csv"), "--inventory missing.csv: no such file"),
+    ],
+)
+def test_wrong_arguments_exit_2_with_a_clear_message(inventory, tmp_path, capsys, monkeypatch, args, message):
+    district_dir, _, key, wheel = inventory
+    monkeypatch.chdir(tmp_path)
+    before = tree_snapshot(district_dir)
+    with pytest.raises(SystemExit) as e:
+        cli("bundle", "--district-dir", district_dir, *args, "--out", "bundles", "--ssh-key", key, "--wheel", wheel)
+    assert e.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "bundles").exists() and tree_snapshot(district_dir) == before
