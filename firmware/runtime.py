@@ -234,6 +234,8 @@ class Runtime:
             log.info("ack %s %s %s", cmd.ref, cmd.state, cmd.reason)
             if self.inbound is not None:
                 self.inbound.send_ack(cmd.ref, cmd.state, cmd.reason, now)
+            if cmd.new_alert and self.reporter is not None:
+                self.reporter.alert_received(cmd.ref)
         elif isinstance(cmd, C.Report):
             e = cmd.entry
             log.info("play log: %s %s %s %.0f s %s", e.kind, e.ref, e.result, e.played_s, e.reason)

@@ -48,6 +48,24 @@ def parse_month(text: str) -> date:
     return date(int(m.group(1)), int(m.group(2)), 1)
 
 
+def alerts_received(db: DistrictDb, sid: str, first: date, nxt: date, lo: float, hi: float, tz) -> int:
+    """Alerts the station received in the month: its own count from each day's report (every verified alert,
+    also test alerts and ones cancelled or updated before their turn, which play nothing), and for the days
+    whose report has not arrived, the alerts in its play log."""
+    reported: dict[str, int] = {
+        day: int(n or 0) for day, n in db.query(
+            "SELECT day, json_extract(payload, '$.alerts_received') FROM daily WHERE sid = ? AND day >= ? AND day < ?",
+            (sid, first.isoformat(), nxt.isoformat()))
+    }
+    played = {
+        ref for ref, start in db.query(
+            "SELECT ref, requested_start FROM playlog WHERE sid = ? AND item_kind = 'alert' AND requested_start >= ?"
+            " AND requested_start < ?", (sid, lo, hi))
+        if datetime.fromtimestamp(start, tz).date().isoformat() not in reported
+    }
+    return sum(reported.values()) + len(played)
+
+
 def month_rows(db: DistrictDb, first: date, tz, commune: str | None, now: float) -> list[dict]:
     nxt = date(first.year + first.month // 12, first.month % 12 + 1, 1)
     lo = datetime(first.year, first.month, 1, tzinfo=tz).timestamp()
@@ -64,7 +82,8 @@ def month_rows(db: DistrictDb, first: date, tz, commune: str | None, now: float)
             " FROM playlog WHERE sid = ? AND requested_start >= ? AND requested_start < ?",
             (s.sid, lo, hi),
         )[0]
-        played, missed, played_s, requested_s, alerts, alerts_played = agg
+        played, missed, played_s, requested_s, _, alerts_played = agg
+        alerts = alerts_received(db, s.sid, first, nxt, lo, hi, tz)
         out.append(
             {
                 "station": s.sid,

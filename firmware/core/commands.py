@@ -66,6 +66,7 @@ class Ack:
     ref: str
     state: str
     reason: str = ""
+    new_alert: bool = False  # on "received": a new alert or an update (not a cancel), for the day's count
 
 
 @dataclass(frozen=True, slots=True)

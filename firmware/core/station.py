@@ -292,7 +292,7 @@ class Station:
 
     def on_alert_received(self, ev: E.AlertReceived, now: datetime, out: list) -> None:
         a = ev.alert
-        out.append(C.Ack(a.id, "received"))
+        out.append(C.Ack(a.id, "received", new_alert=a.msg_type != "cancel"))
         if a.status == "test":
             out.append(C.Ack(a.id, "done", "test alert: verified, nothing played"))
             return

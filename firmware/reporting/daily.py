@@ -29,6 +29,7 @@ KEEP_DAYS = 40
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (day TEXT NOT NULL, id TEXT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (day, id));
 CREATE TABLE IF NOT EXISTS faults (day TEXT NOT NULL, ts REAL NOT NULL, reason TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS alerts (day TEXT NOT NULL, id TEXT NOT NULL, PRIMARY KEY (day, id));
 CREATE TABLE IF NOT EXISTS sessions (id INTEGER PRIMARY KEY AUTOINCREMENT, start REAL NOT NULL, end REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
@@ -67,6 +68,12 @@ class DayLog:
             self._db.execute(
                 "INSERT OR REPLACE INTO entries (day, id, data) VALUES (?, ?, ?)", (day, entry.id, entry.model_dump_json())
             )
+
+    def add_alert(self, alert_id: str, now: datetime) -> None:
+        """A verified alert was received (acked `received`), whether or not it is ever played: test alerts,
+        and ones cancelled, updated or expired before their turn, count as received too."""
+        with self._lock:
+            self._db.execute("INSERT OR IGNORE INTO alerts (day, id) VALUES (?, ?)", (now.date().isoformat(), alert_id))
 
     def add_fault(self, now: datetime, reason: str) -> None:
         with self._lock:
@@ -126,6 +133,7 @@ class DayLog:
                 for r in self._db.execute("SELECT data FROM entries WHERE day = ?", (day.isoformat(),))
             ]
             faults = self._db.execute("SELECT COUNT(*) FROM faults WHERE day = ?", (day.isoformat(),)).fetchone()[0]
+            received = {r[0] for r in self._db.execute("SELECT id FROM alerts WHERE day = ?", (day.isoformat(),))}
             lo, hi = day_bounds(day, tz)
             sessions = self._db.execute(
                 "SELECT start, end FROM sessions WHERE end > ? AND start < ?", (lo, hi)
@@ -143,7 +151,7 @@ class DayLog:
             programmes_played=sum(e.result in ("played", "partial") for e in programmes),
             programmes_missed=sum(e.result not in ("played", "partial") for e in programmes),
             by_level=dict(Counter(e.level for e in entries)),
-            alerts_received=len(alerts),
+            alerts_received=len(received | {e.ref for e in alerts}),
             alerts_played=sum(e.result in ("played", "partial") for e in alerts),
             faults=faults + sum(e.result == "failed" for e in entries),
         )

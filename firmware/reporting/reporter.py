@@ -111,6 +111,10 @@ class Reporter:
             log.warning("%s: %s %s failed: %s", self.ids.station, entry.kind, entry.ref, entry.reason)
         self.sender.wake()
 
+    def alert_received(self, alert_id: str) -> None:
+        """The core acked a verified alert `received` (runtime thread): counted in the day's report."""
+        self._quietly(self.days.add_alert, alert_id, self.clock.wall())
+
     def state_changed(self, state: str, detail: str = "", **fields) -> None:
         """The core's `StateChanged` (plus any snapshot fields): telemetry soon if the state really changed."""
         with self._snap_lock:

@@ -139,6 +139,14 @@ def test_untrusted_clock_holds_programmes_until_ntp_then_joins():
     assert plays and plays[0].ref == "tin-sang" and plays[0].offset_s == pytest.approx(600)
 
 
+def test_received_acks_tell_a_new_alert_from_a_cancel():
+    run = boot(station(), at(2026, 12, 1, 5, 0))
+    run.send(E.AlertReceived(alert("a1", issued=at(2026, 12, 1, 5, 0))))
+    run.send(E.AlertReceived(alert("c1", msg_type="cancel", refs=("a1",), issued=at(2026, 12, 1, 5, 0))))
+    received = [c for _, c in run.commands if isinstance(c, C.Ack) and c.state == "received"]
+    assert [(a.ref, a.new_alert) for a in received] == [("a1", True), ("c1", False)]
+
+
 def test_with_hold_off_an_untrusted_clock_plays_on_schedule_and_says_it_is_not_held():
     lenient = MORNING.model_copy(update={"hold_on_untrusted_clock": False})
     run = boot(station(lenient), at(2026, 12, 1, 5, 0), trusted=False)

@@ -138,6 +138,10 @@ def test_daily_report_counts_the_days_entries_and_online_time(tmp_path):
     rep.report(entry("a1", start=at + timedelta(hours=3), kind="alert", level="actual", played_s=90, requested_s=90))
     rep.report(entry("other-day", start=at + timedelta(days=1)))
     rep.state_changed("fault", "amplifier does not answer")
+    clock.advance(-3 * 3600)  # 08:00 on the 3rd
+    rep.alert_received("ref-a1")  # the alert that played: counted once
+    rep.alert_received("test-1")  # a test alert: received, never played
+    rep.alert_received("test-1")
     report = rep.daily_now(day)
     assert report.id == "hb-07-daily-2026-12-03"
     assert report.online_pct == 25.0
@@ -145,7 +149,7 @@ def test_daily_report_counts_the_days_entries_and_online_time(tmp_path):
     assert report.minutes_played == round((900 + 300 + 90) / 60, 2)
     assert report.minutes_requested == round((900 * 3 + 90) / 60, 2)
     assert report.by_level == {"normal": 3, "actual": 1}
-    assert (report.alerts_received, report.alerts_played, report.faults) == (1, 1, 1)
+    assert (report.alerts_received, report.alerts_played, report.faults) == (2, 1, 1)
     assert "hb-07-daily-2026-12-03" in outbox.ids()
     rep.stop()
 
