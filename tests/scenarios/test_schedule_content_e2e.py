@@ -325,8 +325,8 @@ def test_relay_fails_over_when_the_primary_stalls_and_back_when_it_recovers(
     # every switch is in the play log, with the station's time and the reason
     notes = entry.reason.split("; ")
     assert len(notes) == 2, entry.reason
-    stalled = re.search(rf"relay: switch {re.escape(p_url)} -> {re.escape(b_url)}: stalled: no data for (\d+\.\d) s$",
-                        notes[0])
+    switch = rf"relay: switch {re.escape(p_url)} -> {re.escape(b_url)}: stalled: no data for (\d+\.\d) s$"
+    stalled = re.search(switch, notes[0])
     # stall_s is 5 s; a loaded machine notices later (7 s and more seen), only a hang would take 30 s
     assert stalled and 5.0 <= float(stalled.group(1)) < 30.0, notes
     assert notes[1].endswith(f"relay: switch {b_url} -> {p_url}: recovered"), notes
