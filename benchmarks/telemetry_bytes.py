@@ -6,9 +6,10 @@ How it is measured. A byte-counting TCP proxy sits between a real station link (
 with the `Reporter`) and a private mosquitto; it counts every byte of MQTT in both directions (fixed
 headers, variable headers, properties, payloads; not TCP/IP or TLS overhead, which depend on the carrier).
 
-How time is accelerated. A day of defaults is: a PINGREQ/PINGRESP pair per idle keepalive (50 s), telemetry
-every 300 s (each with its PUBACK), a day's play log and one daily report, the birth message. Running all of
-it for a real day is pointless, so the timers are divided by `--speed` (keepalive 50 s -> 50/speed s,
+How time is accelerated. A day of defaults is: a PINGREQ/PINGRESP pair per idle keepalive (30 s, the station
+config's default), telemetry every 300 s (each with its PUBACK), a day's play log and one daily report, the
+birth message. Running all of it for a real day is pointless, so the timers are divided by `--speed`
+(keepalive 30 s -> 30/speed s,
 telemetry 300 s -> 300/speed s) and we run `--minutes` of real time. Every periodic message keeps its exact
 size (sizes do not depend on the interval), so bytes per real minute x speed x 1440 = bytes per day of the
 periodic traffic. Telemetry is full once an hour and a delta otherwise, so the window must hold whole hours of
@@ -17,7 +18,8 @@ daily report) are sent once during the run and counted at their real size, not s
 1 s (MQTT's unit), so speeds above 50 measure telemetry faster but pings are extrapolated from their fixed
 4 bytes per interval; the printout says which.
 
-Offline detection is checked on the side: keepalive 50 s gives the Will at most 1.5 x 50 + 7 s (mosquitto's\nkeepalive sweep) = 82 s after the last packet, <= 90 s.
+Offline detection is checked on the side: keepalive 30 s gives the Will at most 1.5 x 30 + 7 s (mosquitto's
+keepalive sweep) = 52 s after the last packet, <= 90 s.
 
 `CountingProxy` is also used by the link tests to black-hole a connection (`freeze()`): the broker then sees
 silence, exactly like a station whose power or 3G link died, and publishes the Will after 1.5 x keepalive.
@@ -209,13 +211,15 @@ def typical_day(now: datetime):
 
 
 def measure(minutes: float, speed: float, *, keepalive_s: int | None = None) -> dict:
-    from firmware.adapters.mqtt import DEFAULT_KEEPALIVE_S, offline_within_s, station_link
+    from firmware.adapters.mqtt import offline_within_s, station_link
+    from firmware.config import BrokerConfig
     from firmware.protocol.reports import StationIds
     from firmware.reporting import Outbox, Reporter
     from firmware.reporting.reporter import DEFAULT_TELEMETRY_INTERVAL_S
     from simulator.broker import Mosquitto
 
-    keepalive_s = keepalive_s or DEFAULT_KEEPALIVE_S
+    # the station config's default (30 s), which provisioning also writes into every station.toml
+    keepalive_s = keepalive_s or BrokerConfig.model_fields["keepalive_s"].default
     keepalive = max(1, round(keepalive_s / speed))
     interval = DEFAULT_TELEMETRY_INTERVAL_S / speed
     tz = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -251,6 +255,7 @@ def measure(minutes: float, speed: float, *, keepalive_s: int | None = None) -> 
         )
         # Every field a running station knows, so telemetry has its real size.
         reporter.update(gain_db=-6.0, amp_on=False, clock_trusted=True, on_backup=False)
+        reporter.content_status = lambda: (0, 0)  # a station with a content cache counts its missing files
         reporter_box.append(reporter)
         link.start()
         deadline = time.monotonic() + 10
@@ -309,7 +314,8 @@ def main(argv: list[str] | None = None) -> int:
         "its one full message and eleven deltas)",
     )
     p.add_argument("--speed", type=float, default=50.0, help="time acceleration (default 50: keepalive 1 s)")
-    p.add_argument("--keepalive", type=int, default=None, help="station keepalive in s (default 50, the link's)")
+    p.add_argument("--keepalive", type=int, default=None,
+                   help="station keepalive in s (default 30: the station config's, as provisioned)")
     args = p.parse_args(argv)
     r = measure(args.minutes, args.speed, keepalive_s=args.keepalive)
     kb = r["bytes_per_day"] / 1024
