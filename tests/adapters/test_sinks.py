@@ -187,3 +187,72 @@ def test_a_counting_sink_counts_without_keeping_audio():
         sink.write(np.full(BLOCK, 1000, np.int16))
     assert (sink.frames, sink.blocks, sink.peak) == (10 * BLOCK, 10, 1000)
     assert sink.first_t is not None and sink.last_t >= sink.first_t
+
+
+def test_pyaudio_plays_on_the_device_chosen_by_index_and_names_an_index_that_is_not_there(tmp_path):
+    """`audio.device = 3` in station.toml: the sink opens PortAudio device 3, not the default; an index that
+    does not exist is a SinkError that quotes it and lists the devices there are."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".asoundrc").write_text(FILE_PCM.format(name="!default", path=tmp_path / "default.wav")
+                                    + FILE_PCM.format(name="loausb", path=tmp_path / "usb.wav"))
+    script = (
+        "import json\n"
+        "import numpy as np, pyaudio\n"
+        "from firmware.adapters.pyaudio_sink import PyAudioSink\n"
+        "from firmware.audio import SinkError\n"
+        # PortAudio's own view of the device list, so the expectation does not come from the code under test
+        "pa = pyaudio.PyAudio()\n"
+        "infos = [pa.get_device_info_by_index(i) for i in range(pa.get_device_count())]\n"
+        "pa.terminate()\n"
+        "usb = next(int(d['index']) for d in infos if d['name'] == 'loausb')\n"
+        "t = np.arange(10 * 960) / 48000\n"
+        "signal = np.round(8000 * np.sin(2 * np.pi * 440 * t)).astype(np.int16)\n"
+        "sink = PyAudioSink(usb, rate=48000, block_frames=960)\n"
+        "sink.open()\n"
+        "for block in signal.reshape(10, 960):\n"
+        "    sink.write(block)\n"
+        "sink.close()\n"
+        "missing = max(int(d['index']) for d in infos) + 40\n"
+        "try:\n"
+        "    PyAudioSink(missing).open()\n"
+        "    error = None\n"
+        "except SinkError as e:\n"
+        "    error = str(e)\n"
+        "print(json.dumps({'usb': usb, 'signal': signal.tolist(), 'missing': missing, 'error': error}))\n"
+    )
+    result = run_pyaudio(home, script)
+    assert (tmp_path / "usb.wav").exists(), f"nothing was played on device {result['usb']} (loausb)"
+    played, rate = sf.read(tmp_path / "usb.wav", dtype="int16")
+    assert rate == RATE
+    assert played.tolist() == result["signal"]  # every sample, on the device with that index
+    assert not (tmp_path / "default.wav").exists() or len(sf.read(tmp_path / "default.wav")[0]) == 0
+    missing = result["missing"]
+    assert result["error"] is not None, f"index {missing} opened although PortAudio has no such device"
+    assert result["error"].startswith(f"no output device with index {missing} (have: ")
+    assert f"{result['usb']}: loausb" in result["error"]  # and what the technician could choose instead
+
+
+def test_a_recording_sink_writes_what_it_accepted_to_a_wav_at_its_rate(tmp_path):
+    rate = 22050  # not the 48 kHz default: the file must carry the sink's own rate
+    sink = RecordingSink(rate)
+    sink.open()
+    blocks = [np.array([0, 1, -1, 32767, -32768], np.int16), np.arange(-300, 300, 7, dtype=np.int16),
+              np.zeros(0, np.int16), np.full(441, -12345, np.int16)]
+    for block in blocks:
+        sink.write(block)
+    sink.close()
+    path = tmp_path / "recorded.wav"
+    sink.to_wav(path)
+    data, read_rate = sf.read(path, dtype="int16")
+    assert read_rate == rate
+    assert sf.info(path).channels == 1 and sf.info(path).subtype == "PCM_16"
+    assert data.tolist() == np.concatenate(blocks).tolist()  # the blocks in order, every sample exact
+
+
+def test_a_recording_sink_that_heard_nothing_writes_an_empty_wav(tmp_path):
+    sink = RecordingSink(RATE)
+    path = tmp_path / "silent.wav"
+    sink.to_wav(path)
+    data, read_rate = sf.read(path, dtype="int16")
+    assert (len(data), read_rate) == (0, RATE)
