@@ -177,6 +177,12 @@ class MqttLink:
     def connected(self) -> bool:
         return self._connected
 
+    @property
+    def alive(self) -> bool:
+        """The thread that drives this link is running (the watchdog is fed only while it is; connected or
+        not: a link that keeps retrying is alive)."""
+        return self._driver.alive(self)
+
     def connect_args(self) -> dict:
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = self.session_expiry_s
@@ -381,6 +387,10 @@ class _OwnThread:
     def connected(self, link: MqttLink) -> None:
         pass
 
+    def alive(self, link: MqttLink) -> bool:
+        thread = link.client._thread  # noqa: SLF001 - paho exposes no public handle on its loop_start thread
+        return thread is not None and thread.is_alive()
+
     def detach(self, link: MqttLink, timeout_s: float) -> None:
         # loop_stop joins paho's thread; the DISCONNECT queued by stop() is written first by that thread.
         deadline = time.monotonic() + timeout_s
@@ -440,6 +450,9 @@ class SharedLoop:
         entry = self._entries.get(link.client)
         if entry is not None:
             entry.delay_s = link.reconnect_min_s
+
+    def alive(self, link: MqttLink) -> bool:
+        return self._thread.is_alive()
 
     def detach(self, link: MqttLink, timeout_s: float) -> None:
         done = threading.Event()

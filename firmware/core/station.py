@@ -350,11 +350,10 @@ class Station:
             self._test_tone_due = True
 
     def on_stopping(self, ev: E.Stopping, now: datetime, out: list) -> None:
+        # The amplifier stays on here: the Stop's fade is only queued in the player, and switching the relay
+        # now would cut it (and click). The app switches it off after the player has faded and closed.
         self._stop_current(now, out, "station stopping")
         self.booted = False  # no reconcile after this: nothing new starts
-        if self.amp_on:
-            self.amp_on = False
-            out.append(C.Amplifier(False))
 
     def on_power_changed(self, ev: E.PowerChanged, now: datetime, out: list) -> None:
         self.on_backup = ev.on_backup

@@ -205,6 +205,14 @@ def test_sigterm_with_gpio_leaves_the_amplifier_off_the_audio_faded_and_the_play
     assert "play log: programme long partial" in log_text and "station stopping" in log_text
 
 
+def test_sigterm_switches_the_amplifier_off_only_after_the_fade_was_played(tmp_path, caplog):
+    """The fade exists so the speakers do not click; a relay opened before it sounds makes it pointless."""
+    _, _, pin, sink, _, _ = _sigterm_mid_programme(tmp_path, caplog)
+    off_at = _absolute_pin_history(pin)[-1][0]
+    last_write = sink.accepted[-1].t_write
+    assert off_at >= last_write, f"relay off {1000 * (last_write - off_at):.0f} ms before the last block was written"
+
+
 def _notify_socket(tmp_path) -> tuple[socket.socket, Notifier]:
     """systemd's end of sd_notify: a datagram socket the station's Notifier sends to."""
     srv = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -280,5 +288,25 @@ def test_watchdog_is_fed_only_while_player_is_alive(tmp_path, watchdog_every_tur
             os.close(writer)
         except OSError:
             pass
+        app.stop()
+        srv.close()
+
+
+def test_watchdog_is_not_fed_while_the_network_thread_is_dead(tmp_path, watchdog_every_turn, broker):
+    srv, notifier = _notify_socket(tmp_path)
+    write_key(tmp_path)
+    cfg = config(tmp_path, broker_url=broker.url)
+    app, _, _ = start_station(cfg, at=datetime(2026, 12, 1, 12, 0, tzinfo=TZ), doc=schedule(), notifier=notifier)
+    try:
+        link = app.parts.link
+        assert wait_until(lambda: link.connected, 10)
+        assert _pings_in_two_turns(app, srv) >= 1  # healthy: fed
+        # paho's network thread ends, as it does when an exception escapes it: no alert can reach us now
+        link.client.loop_stop()
+        assert not any(t.name == f"paho-mqtt-client-{cfg.station.id}" for t in threading.enumerate())
+        assert app.parts.player.alive  # only the network half is dead
+        _pings_in_two_turns(app, srv)
+        assert _pings_in_two_turns(app, srv) == 0
+    finally:
         app.stop()
         srv.close()
