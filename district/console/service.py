@@ -171,11 +171,12 @@ class Console:
             sent_by=OUTSIDE, expected=[s.sid for s in self.stations_in(p.scope)],
             replaces=p.references[0] if p.msg_type == "update" and p.references else None,
         )
-        self.store.audit(OUTSIDE, "alert-heard", status=p.status, scope=p.target, alert_id=p.id,
-                         detail=(p.headline or p.text)[:200] or (p.audio.url if p.audio else ""))
-        log.info("console: heard %s alert %s to %s, sent outside the console", p.status, p.id, p.target)
         if p.msg_type == "update":
             self._heard_cancel(p, p.id)  # the alert it replaces no longer plays
+        # audited last: once the entry is there, everything this message changed is recorded
+        self.store.audit(OUTSIDE, "alert-heard", status=p.status, scope=p.target, alert_id=p.id,
+                         detail=(p.headline or p.text)[:200] or (p.audio.url if p.audio else ""))
+        log.info("console: heard %s %s %s to %s, sent outside the console", p.status, p.msg_type, p.id, p.target)
         return "alert"
 
     def _heard_cancel(self, p: AlertPayload, by: str) -> bool:
