@@ -115,6 +115,7 @@ class DayLog:
             cutoff = day - timedelta(days=KEEP_DAYS)
             self._db.execute("DELETE FROM entries WHERE day < ?", (cutoff.isoformat(),))
             self._db.execute("DELETE FROM faults WHERE day < ?", (cutoff.isoformat(),))
+            self._db.execute("DELETE FROM alerts WHERE day < ?", (cutoff.isoformat(),))
             lo, _ = day_bounds(cutoff, UTC)
             self._db.execute("DELETE FROM sessions WHERE end < ?", (lo,))
 
