@@ -15,7 +15,9 @@ from firmware.protocol.reports import StationIds, encode, playlog_from_entry
 
 
 class LightReporter:
-    """What the runtime calls on a reporter (`report`, `state_changed`, `update`), without the outbox."""
+    """What the runtime calls on a reporter (`report`, `state_changed`, `update`, `alert_received`), without the
+    outbox. `tests/simulator/test_fleet.py` checks it offers every public method of the real `Reporter` the
+    runtime uses."""
 
     def __init__(self, link, ids: StationIds):
         self.link = link
@@ -25,6 +27,7 @@ class LightReporter:
         self.fields: dict = {}
         self.reports = 0
         self.acked = 0
+        self.alerts_received = 0
         self._lock = threading.Lock()
 
     def start(self) -> None:
@@ -44,6 +47,9 @@ class LightReporter:
 
     def update(self, **fields) -> None:
         self.fields.update(fields)
+
+    def alert_received(self, alert_id: str) -> None:
+        self.alerts_received += 1
 
     def on_link(self, up: bool) -> None:
         pass

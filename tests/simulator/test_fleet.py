@@ -79,7 +79,21 @@ def test_virtual_player_ends_a_stopped_or_preempted_play_as_not_completed():
     assert [(x.play_id, x.completed) for x in ended] == [("long", False), ("next", False), ("joined", True)]
 
 
-def test_every_station_of_a_fleet_plays_a_district_alert_once_and_acks_done(broker, tmp_path):
+def test_the_light_reporter_answers_everything_the_runtime_asks_of_a_reporter():
+    import ast
+    import inspect
+
+    from firmware import runtime
+    from simulator.fleet.reporting import LightReporter
+
+    tree = ast.parse(inspect.getsource(runtime))
+    asked = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)
+             and isinstance(n.value, ast.Attribute) and n.value.attr == "reporter"}
+    assert asked >= {"report", "state_changed", "update"}  # the extraction found the calls
+    assert not [name for name in asked if not hasattr(LightReporter, name)]
+
+
+def test_every_station_of_a_fleet_plays_a_district_alert_once_and_acks_done(broker, tmp_path, caplog):
     n = 24
     firsts = []
     lock = threading.Lock()
@@ -115,6 +129,8 @@ def test_every_station_of_a_fleet_plays_a_district_alert_once_and_acks_done(brok
             fleet.stop()
     alert_firsts = [f for f in firsts if f.ref == alert.id]
     assert sorted(f.station for f in alert_firsts) == sorted(st.id for st in fleet.stations)  # once each
+    failed = [r.getMessage() for r in caplog.records if r.name == "firmware.runtime" and r.levelname == "ERROR"]
+    assert failed == [], failed[:3]  # no command of any station failed on the way
     assert summary.faults == 0 and summary.online == n
     communes = {st.scope.commune for st in fleet.stations}
     assert communes == {"c00", "c01", "c02"}
