@@ -90,7 +90,9 @@ class InboundHandler:
     def handle(self, topic: str, payload: bytes, retained: bool, now: datetime, *, clock_trusted: bool,
                last_trusted: datetime | None) -> list:
         if not payload:
-            return []  # a cleared retained message
+            # How MQTT clears a retained message (`schedule clear`, a broker admin): not an error to ack.
+            log.info("empty message on %s: a cleared retained message, ignored", topic[:200])
+            return []
         try:
             kind = parse_topic(topic).kind
         except TopicError as e:
