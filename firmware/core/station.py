@@ -165,7 +165,9 @@ class Station:
         self.clock_trusted = ev.clock_trusted
         if ev.last_alive is not None and ev.last_alive < now:
             self._cursor = max(ev.last_alive.astimezone(self.tz), now - MAX_LOOKBACK)
-            self._gap_reason = "station was off"
+            # Booted on an untrusted clock, the wall time of the boot itself is unknown: what is found missed
+            # once the clock is trusted fell either while the power was off or while the station held.
+            self._gap_reason = "station was off" if ev.clock_trusted else "station was off, then held: clock untrusted"
         else:
             self._cursor = now
             self._gap_reason = "station started"

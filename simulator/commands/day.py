@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
 from firmware.cli_support import UsageError
 from firmware.config import ConfigError, load_config
-from firmware.core.events import Booted
+from firmware.core.events import Booted, ClockTrustChanged
 from firmware.core.schedule import ScheduleError, check_against_policy, parse_schedule
 from firmware.core.station import Station, StationSettings
 from simulator.dayrun import DayRun, day_summary
@@ -21,9 +22,24 @@ def register(sub) -> None:
     p.add_argument("--schedule", required=True, help="schedule.json")
     p.add_argument("--from", dest="start", required=True, help="first day, YYYY-MM-DD")
     p.add_argument("--days", type=int, default=1, help="how many days (1-366)")
+    p.add_argument("--boot", metavar="HH:MM",
+                   help="power comes on at this time of the first day (default 00:00): what was due before is "
+                   "missed (station was off), a programme in progress is joined late")
+    p.add_argument("--ntp-at", metavar="HH:MM",
+                   help="the clock is untrusted from boot until NTP syncs at this time of the first day: "
+                   "programmes in between are held")
     p.add_argument("--json", action="store_true", help="print the segments as JSON")
     p.add_argument("--plot", metavar="PNG", help="write a timeline picture")
     p.set_defaults(func=run)
+
+
+def _parse_hhmm(s: str | None, flag: str) -> time | None:
+    if s is None:
+        return None
+    m = re.fullmatch(r"(\d\d):(\d\d)", s)
+    if not m or int(m[1]) > 23 or int(m[2]) > 59:
+        raise UsageError(f'{flag} "{s}" is not a time of day: use HH:MM, e.g. 05:40')
+    return time(int(m[1]), int(m[2]))
 
 
 def _parse_day(s: str) -> date:
@@ -58,13 +74,18 @@ def load_inputs(config_path: str, schedule_path: str):
     return cfg, doc, problems
 
 
-def simulate(cfg, doc, first: date, days: int) -> DayRun:
+def simulate(cfg, doc, first: date, days: int, *, boot: time | None = None, ntp_at: time | None = None) -> DayRun:
+    """The core over `days` days from midnight of `first`; `boot`: power on at that time of the first day
+    (the station was off since midnight); `ntp_at`: the clock is untrusted from boot until then."""
     tz = cfg.tz
     start = datetime.combine(first, time(), tzinfo=tz)
+    on = datetime.combine(first, boot, tzinfo=tz) if boot else start
     station = Station(cfg.policy, doc, tz, StationSettings(amp_warmup_s=cfg.gpio.amp_warmup_s,
                                                            amp_hang_s=cfg.gpio.amp_hang_s, id_prefix="sim"))
-    run = DayRun(station, start)
-    run.send(Booted(clock_trusted=True, last_alive=start))
+    run = DayRun(station, on)
+    run.send(Booted(clock_trusted=ntp_at is None, last_alive=start))
+    if ntp_at is not None:
+        run.at(datetime.combine(first, ntp_at, tzinfo=tz), ClockTrustChanged(True))
     run.run_until(start + timedelta(days=days))
     return run
 
@@ -73,12 +94,15 @@ def run(args) -> int:
     first = _parse_day(args.start)
     if not 1 <= args.days <= 366:
         raise UsageError(f"--days {args.days} is out of range (1-366)")
+    boot, ntp_at = _parse_hhmm(args.boot, "--boot"), _parse_hhmm(args.ntp_at, "--ntp-at")
+    if boot and ntp_at and ntp_at < boot:
+        raise UsageError(f"--ntp-at {args.ntp_at} is before --boot {args.boot}: NTP syncs after power-on")
     cfg, doc, problems = load_inputs(args.config, args.schedule)
     if problems:
         print("\n".join(problems), file=sys.stderr)
         return 1
     refusals = check_against_policy(doc, cfg.policy)
-    sim = simulate(cfg, doc, first, args.days)
+    sim = simulate(cfg, doc, first, args.days, boot=boot, ntp_at=ntp_at)
     rows = sorted(sim.rows, key=lambda r: (r.start, r.end or r.start))
     if args.json:
         print(json.dumps([r.as_json() for r in rows], ensure_ascii=False, indent=1))

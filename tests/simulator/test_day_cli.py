@@ -63,3 +63,28 @@ def test_bad_arguments_exit_2(capsys):
             sim_main(["day", "--config", EX_CFG, "--schedule", EX_SCHED, *bad])
         assert e.value.code == 2
     assert "is not a date" in capsys.readouterr().err
+
+
+def test_a_late_boot_and_an_untrusted_clock_show_in_the_timeline(capsys):
+    base = ["day", "--config", EX_CFG, "--schedule", EX_SCHED, "--from", "2026-12-21"]
+    assert sim_main([*base, "--boot", "05:35"]) == 0  # power back in the middle of the morning session
+    out = capsys.readouterr().out
+    assert "nhac-hieu-sang         normal        -      missed: station was off" in out
+    assert "05:35:00-05:46:00  tin-sang" in out and "joined late by 240 s (station was off)" in out
+    # on at 05:20 with no NTP until 05:33: the 05:30 programme is not played on an untrusted clock
+    assert sim_main([*base, "--boot", "05:20", "--ntp-at", "05:33", "--json"]) == 0
+    segs = {s["programme"]: s for s in json.loads(capsys.readouterr().out) if s["start"].startswith("2026-12-21T05")}
+    assert "held: clock untrusted" in segs["nhac-hieu-sang"]["reason"]
+    assert segs["tin-sang"]["start"].startswith("2026-12-21T05:33:00")  # joined once NTP synced
+
+
+def test_bad_boot_and_ntp_times_exit_2(capsys):
+    import pytest
+
+    base = ["day", "--config", EX_CFG, "--schedule", EX_SCHED, "--from", "2026-12-21"]
+    for bad, says in ((["--boot", "7h"], '--boot "7h" is not a time of day'),
+                      (["--ntp-at", "24:00"], '--ntp-at "24:00" is not a time of day'),
+                      (["--boot", "06:00", "--ntp-at", "05:00"], "--ntp-at 05:00 is before --boot 06:00")):
+        with pytest.raises(SystemExit) as e:
+            sim_main([*base, *bad])
+        assert e.value.code == 2 and says in capsys.readouterr().err
