@@ -202,3 +202,30 @@ def test_shared_loop_drives_many_links_on_one_thread(broker):
         for link in links:
             link.stop()
         shared.close()
+
+
+def test_a_broker_that_refuses_the_connection_is_logged_and_retried_without_crashing(tmp_path, loop, caplog):
+    """A station whose certificate or credentials the broker does not accept (a revoked station, a typo in
+    the config): the link says so in the log, never reports itself up, keeps its thread alive and retrying
+    (the district may fix the broker side), and stops cleanly."""
+    import logging
+
+    from simulator.broker import Mosquitto, free_port
+
+    caplog.set_level(logging.WARNING, logger="firmware.adapters.mqtt")
+    port = free_port()
+    conf = f"listener {port} 127.0.0.1\nallow_anonymous false\npersistence false\nlog_type error\n"
+    changes: list[bool] = []
+    with Mosquitto(port, conf_text=conf, workdir=tmp_path / "mosq") as strict:
+        link = make_link(strict.url, loop, on_link=changes.append)
+        link.start()
+        try:
+            refused = wait_for(lambda: [r for r in caplog.records if "refused the connection" in r.getMessage()],
+                               10, "the refusal in the log")
+            assert refused[0].getMessage() == "hb-01: broker 127.0.0.1 refused the connection: Not authorized"
+            wait_for(lambda: len([r for r in caplog.records if "refused the connection" in r.getMessage()]) >= 2,
+                     10, "a second attempt")  # it keeps trying, with its backoff
+            assert not link.connected and True not in changes
+            assert link.alive  # the watchdog keeps being fed: a refused link is not a dead thread
+        finally:
+            link.stop()
