@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+_ID = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,62})")
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS console_users (
     name TEXT PRIMARY KEY, pw_hash TEXT NOT NULL, created REAL NOT NULL, disabled INTEGER NOT NULL DEFAULT 0,
-    last_login REAL, role TEXT NOT NULL DEFAULT 'officer'
+    last_login REAL, role TEXT NOT NULL DEFAULT 'officer', communes TEXT NOT NULL DEFAULT '[]'
 );
 CREATE TABLE IF NOT EXISTS console_sessions (
     key TEXT PRIMARY KEY, user TEXT NOT NULL, csrf TEXT NOT NULL, expires REAL NOT NULL, created REAL NOT NULL,
@@ -38,14 +41,53 @@ CREATE TABLE IF NOT EXISTS console_alerts (
 """
 
 
-# officer: may send test, exercise and actual alerts. operator: test and exercise only. Both may cancel any
-# alert: stopping one must never wait for the right person to be on duty.
-ROLES = ("officer", "operator")
+# District roles: officer may send test, exercise and actual alerts; operator test and exercise only. Both may
+# cancel any alert (stopping one must never wait for the right person to be on duty) and work for every commune.
+# commune (cán bộ văn hóa xã / người vận hành đài): runs the programme of its own communes, sees their stations,
+# and sends or cancels no district alert.
+DISTRICT_ROLES = ("officer", "operator")
+ROLES = (*DISTRICT_ROLES, "commune")
 DEFAULT_ROLE = "operator"  # of a new account: sending actual alerts is granted, never assumed
 
 
 def may_send(role: str | None, status: str) -> bool:
     return role == "officer" or (role == "operator" and status in ("test", "exercise"))
+
+
+def check_communes(role: str, communes: list[str] | tuple[str, ...]) -> str | None:
+    """What is wrong with giving `role` these communes ("district/commune" ids), or None."""
+    if role == "commune" and not communes:
+        return "a commune account needs at least one --commune DISTRICT/COMMUNE"
+    if role != "commune" and communes:
+        return f"a {role} account works for every commune: --commune is only for --role commune"
+    for c in communes:
+        parts = c.split("/")
+        if len(parts) != 2 or not all(_ID.fullmatch(p) for p in parts):
+            return f'"{c}" is not a commune: write DISTRICT/COMMUNE with ids, e.g. hoa-vang/hoa-bac'
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """What an enabled account may do, read afresh on every request (a change applies at the next click)."""
+
+    name: str
+    role: str
+    communes: tuple[str, ...] = ()  # "district/commune" ids; empty for district roles (all communes)
+
+    @property
+    def district_wide(self) -> bool:
+        return self.role in DISTRICT_ROLES
+
+    def may_manage(self, commune: str) -> bool:
+        """May run the programme of (and see the stations of) commune "district/commune"."""
+        return self.district_wide or commune in self.communes
+
+    def may_see(self, sid: str) -> bool:
+        """May see station "district/commune/station" (or any scope inside a managed commune)."""
+        if self.district_wide:
+            return True
+        return any(sid == c or sid.startswith(c + "/") for c in self.communes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +97,7 @@ class User:
     disabled: bool
     last_login: float | None
     role: str
+    communes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +146,7 @@ class ConsoleStore:
         # send actual alerts and keep that right (taking it away silently could leave a district with nobody
         # able to warn at night).
         for table, column, ddl in (("console_users", "role", "TEXT NOT NULL DEFAULT 'officer'"),
+                                   ("console_users", "communes", "TEXT NOT NULL DEFAULT '[]'"),
                                    ("console_alerts", "replaces", "TEXT"),
                                    ("console_alerts", "replaced_by", "TEXT")):
             if column not in {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}:
@@ -122,26 +166,42 @@ class ConsoleStore:
 
     # -- users -----------------------------------------------------------------------------------------------
 
-    def add_user(self, name: str, pw_hash: str, role: str = DEFAULT_ROLE) -> bool:
-        """False when the name is taken."""
+    @staticmethod
+    def _check_role(role: str, communes) -> None:
         if role not in ROLES:
             raise ValueError(f"unknown role {role!r}: one of {', '.join(ROLES)}")
+        problem = check_communes(role, communes)
+        if problem:
+            raise ValueError(problem)
+
+    def add_user(self, name: str, pw_hash: str, role: str = DEFAULT_ROLE, communes: tuple[str, ...] = ()) -> bool:
+        """False when the name is taken. ValueError for an unknown role or communes that don't fit it."""
+        self._check_role(role, communes)
         try:
-            self._x("INSERT INTO console_users (name, pw_hash, created, role) VALUES (?, ?, ?, ?)",
-                    (name, pw_hash, time.time(), role))
+            self._x("INSERT INTO console_users (name, pw_hash, created, role, communes) VALUES (?, ?, ?, ?, ?)",
+                    (name, pw_hash, time.time(), role, json.dumps(sorted(set(communes)))))
         except sqlite3.IntegrityError:
             return False
         return True
 
-    def set_role(self, name: str, role: str) -> bool:
-        if role not in ROLES:
-            raise ValueError(f"unknown role {role!r}: one of {', '.join(ROLES)}")
-        return self._x("UPDATE console_users SET role = ? WHERE name = ?", (role, name)) == 1
+    def set_role(self, name: str, role: str, communes: tuple[str, ...] = ()) -> bool:
+        """Role and communes change together (a district role has none). ValueError as for add_user."""
+        self._check_role(role, communes)
+        return self._x("UPDATE console_users SET role = ?, communes = ? WHERE name = ?",
+                       (role, json.dumps(sorted(set(communes))), name)) == 1
 
     def role(self, name: str) -> str | None:
         """The role of an enabled account, else None."""
-        rows = self._q("SELECT role FROM console_users WHERE name = ? AND disabled = 0", (name,))
-        return rows[0][0] if rows else None
+        a = self.account(name)
+        return a.role if a else None
+
+    def account(self, name: str) -> Account | None:
+        """What an enabled account may do, else None (disabled or unknown)."""
+        rows = self._q("SELECT role, communes FROM console_users WHERE name = ? AND disabled = 0", (name,))
+        if not rows:
+            return None
+        role, communes = rows[0]
+        return Account(name, role, tuple(json.loads(communes or "[]")))
 
     def set_password(self, name: str, pw_hash: str) -> bool:
         return self._x("UPDATE console_users SET pw_hash = ? WHERE name = ?", (pw_hash, name)) == 1
@@ -162,9 +222,9 @@ class ConsoleStore:
 
     def users(self) -> list[User]:
         return [
-            User(n, c, bool(d), ll, r)
-            for n, c, d, ll, r in self._q(
-                "SELECT name, created, disabled, last_login, role FROM console_users ORDER BY name")
+            User(n, c, bool(d), ll, r, tuple(json.loads(cs or "[]")))
+            for n, c, d, ll, r, cs in self._q(
+                "SELECT name, created, disabled, last_login, role, communes FROM console_users ORDER BY name")
         ]
 
     # -- sessions (accounts.Sessions keeps them here by sha256 of the token) ---------------------------------
