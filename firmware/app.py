@@ -153,7 +153,8 @@ class App:
         if not p.runtime.wait_ready(15):
             raise RuntimeError("the station runtime did not start within 15 s")
         if p.prefetcher is not None:
-            self._refresh_needs()
+            # Queued like the schedule's: the planner's day cache belongs to the runtime thread, now running.
+            self.events.put(Call(lambda rt: self._refresh_needs()))
             p.prefetcher.start()
 
     def _build_gpio(self) -> None:
