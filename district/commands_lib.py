@@ -1,6 +1,6 @@
 """District side of remote commands: build a signed command for one station and wait for its outcome.
 
-The payload is the station's own model (`firmware.inbound.Command`): an id unique per command, `issued` now
+The payload is the station's own model (`firmware.protocol.command.Command`): an id unique per command, `issued` now
 with its UTC offset (a station refuses one issued more than 30 minutes ago or more than its skew ahead), the
 station's scope as `target`, the command, and `offset_db` for `gain`. It is published on the station's
 `.../cmd` topic, QoS 1, not retained (a command is for now, not for whenever the station next connects).
@@ -17,8 +17,8 @@ from datetime import datetime
 
 from district.alerts import parse_ack_message
 from district.mqtt import DistrictClient, Message
-from firmware.inbound import Command
 from firmware.protocol.ack import AckPayload
+from firmware.protocol.command import Command
 from firmware.protocol.envelope import seal
 from firmware.protocol.keys import SigningKey
 from firmware.protocol.topics import Scope

@@ -28,7 +28,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from firmware.adapters.mqtt import BrokerAddress, parse_url
+from firmware.protocol.broker import BrokerAddress, parse_url
 
 log = logging.getLogger(__name__)
 

@@ -22,10 +22,10 @@ from firmware.core.schedule import (
     check_against_policy,
     parse_schedule,
 )
-from firmware.inbound import MAX_SCHEDULE_ENVELOPE_BYTES
 from firmware.protocol.envelope import open_envelope, parse_json_object, seal
 from firmware.protocol.errors import Rejected
 from firmware.protocol.keys import SigningKey, TrustedKeys
+from firmware.protocol.schedule import MAX_SCHEDULE_ENVELOPE_BYTES
 from firmware.protocol.topics import Scope
 
 

@@ -1,5 +1,11 @@
 """The composition root: builds every part of a station in order and stops them in reverse.
 
+`compose()` is the one place the station's core is wired: the `Station`, its inbound handler, the MQTT link,
+the reporter and the `Runtime`, typed against `firmware.ports`. Both the daemon (`App`, below) and a fleet
+station (`simulator.fleet.station.FleetStation`) are built through it; they differ only in the parts they
+pass in. `App` adds what a Pi has around that core: GPIO, the content cache and prefetcher, the player
+thread on a sink, the remote-command actions and the systemd notifier.
+
 The same `App` runs on a Raspberry Pi (`loa-station run`: PyAudio sink, real GPIO pins, system clock) and in
 the simulator (`loa-sim station`, `loa-sim demo`, tests: a simulated sink, gpiozero's MockFactory, any
 clock): only the parts passed in differ.
@@ -10,6 +16,7 @@ from __future__ import annotations
 import logging
 import queue
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -21,6 +28,8 @@ from firmware.core.schedule import ScheduleDoc
 from firmware.core.sources import FileSpec
 from firmware.core.station import Station, StationSettings
 from firmware.inbound import InboundHandler, load_active_schedule
+from firmware.ports import Amplifier, Clock, Link, Notifier, Player, Reporter, StateStore, StatusLed
+from firmware.protocol.reports import StationIds
 from firmware.runtime import Call, Inbound, Runtime
 
 log = logging.getLogger(__name__)
@@ -47,6 +56,121 @@ class Parts:
     fetcher: object | None = None
     inbound: InboundHandler | None = None
     stoppers: list = field(default_factory=list)
+
+
+@dataclass
+class Wiring:
+    """What `compose()` built around the player it was given."""
+
+    station: Station
+    runtime: Runtime
+    inbound: InboundHandler
+    state: StateStore
+    replay: object
+    link: Link | None = None
+    reporter: Reporter | None = None
+    outbox: object | None = None  # the daemon's reporter's SQLite outbox (None with a light reporter)
+
+
+ReporterFactory = Callable[[Link, StationIds], Reporter]
+
+
+def compose(
+    cfg: StationConfig,
+    *,
+    events: queue.Queue,
+    clock: Clock,
+    player: Player,
+    boot_id: str,
+    schedule: ScheduleDoc | None,
+    state: StateStore | None = None,
+    trusted: dict | None = None,
+    gpio: bool = True,
+    amplifier: Amplifier | None = None,
+    led: StatusLed | None = None,
+    notifier: Notifier | None = None,
+    link_loop=None,
+    make_reporter: ReporterFactory | None = None,
+    on_message: Callable[[str, bytes, bool], None] | None = None,
+    on_link: Callable[[bool], None] | None = None,
+    actions: dict[str, Callable[[], str]] | None = None,
+    on_schedule: Callable[[ScheduleDoc], None] | None = None,
+    on_command=None,
+    runtime_name: str = "loa-runtime",
+) -> Wiring:
+    """Wire one station's core: Station, link, reporter, inbound handler and Runtime, on `events`.
+
+    Nothing is started (the caller starts reporter, link, player and runtime in its own order). Parts passed
+    in: `player` (it already emits on `events`), GPIO (`gpio=False`: no amplifier warm-up is planned),
+    `notifier`, `make_reporter(link, ids)` (default: the daemon's `Reporter` on an SQLite outbox),
+    `on_message` (default: enqueue `Inbound`), `on_link` (called after the station and the reporter heard).
+    """
+    from firmware.adapters.mqtt import TlsFiles, station_link
+    from firmware.adapters.statefile import StateStore as FileStateStore
+    from firmware.core.events import LinkChanged
+    from firmware.protocol.keys import load_trust_anchors
+    from firmware.protocol.replay import ReplayCache
+    from firmware.protocol.topics import Scope, station_subscriptions
+
+    ident = cfg.station
+    state_dir = Path(cfg.paths.state_dir)
+    state = state if state is not None else FileStateStore(state_dir)
+    if trusted is None:
+        trusted = load_trust_anchors(*cfg.trust.key_files) if cfg.trust.key_files else {}
+        if not trusted:
+            log.warning("no district trust anchors configured: every alert, schedule and command will be refused")
+    replay = ReplayCache(state_dir / "replay.json")
+    station = Station(cfg.policy, schedule, cfg.tz, StationSettings(
+        amp_warmup_s=cfg.gpio.amp_warmup_s if gpio and cfg.gpio.enabled else 0.0,
+        amp_hang_s=cfg.gpio.amp_hang_s, fade_s=cfg.audio.fade_ms / 1000,
+        id_prefix=f"{ident.id}.{boot_id}", content_fallback=cfg.content.fallback, station_id=ident.id))
+    scope = Scope(ident.district, ident.commune, ident.id)
+    link: Link | None = None
+    reporter: Reporter | None = None
+    outbox = None
+
+    b = cfg.broker
+    if b.url:
+        ids = StationIds(scope.district, scope.commune, scope.station)
+
+        def link_changed(up: bool) -> None:
+            events.put(LinkChanged(up))
+            if reporter is not None:
+                reporter.on_link(up)
+            if on_link is not None:
+                on_link(up)
+
+        tls = TlsFiles(ca=b.ca_file, cert=b.cert_file, key=b.key_file) if b.url.startswith("mqtts") else None
+        link = station_link(
+            b.url, ids, fw=__version__, boot_id=boot_id, config_hash=config_hash(cfg), wall=clock.wall,
+            subscriptions=station_subscriptions(scope),
+            on_message=on_message or (lambda topic, payload, retained: events.put(Inbound(topic, payload, retained))),
+            on_link=link_changed, keepalive_s=b.keepalive_s, tls=tls, loop=link_loop)
+        if make_reporter is not None:
+            reporter = make_reporter(link, ids)
+        else:
+            from firmware.reporting.outbox import Outbox
+            from firmware.reporting.reporter import Reporter as OutboxReporter
+
+            outbox = Outbox(state_dir / "outbox.sqlite", max_bytes=int(cfg.reporting.outbox_max_mb * 1e6))
+            reporter = OutboxReporter(link, outbox, ids, clock, boot_id=boot_id,
+                                      telemetry_interval_s=cfg.reporting.telemetry_interval_s)
+    else:
+        log.info("%s: no broker configured: an offline station (no alerts, no reports)", ident.scope)
+
+    def publish(topic: str, payload: bytes) -> None:
+        if link is not None:
+            link.publish(topic, payload, qos=1)
+
+    inbound = InboundHandler(
+        scope, trusted_keys=trusted, replay=replay, publish=publish, policy=cfg.policy,
+        timezone=ident.timezone, state=state, schedule_version=schedule.version if schedule else None,
+        skew_s=cfg.trust.max_skew_s, actions=actions, on_schedule=on_schedule)
+    runtime = Runtime(
+        station, clock=clock, player=player, events=events, amplifier=amplifier, led=led, reporter=reporter,
+        link=link, inbound=inbound, state=state, notifier=notifier, on_command=on_command, name=runtime_name)
+    runtime.housekeeping.every(1).hours.do(replay.prune, clock.wall)
+    return Wiring(station, runtime, inbound, state, replay, link, reporter, outbox)
 
 
 class App:
@@ -87,53 +211,31 @@ class App:
 
     def _build(self) -> None:
         from firmware.adapters.clock import SystemClock
-        from firmware.adapters.statefile import StateStore
-        from firmware.protocol.keys import load_trust_anchors
-        from firmware.protocol.replay import ReplayCache
-        from firmware.protocol.topics import Scope
+        from firmware.adapters.statefile import StateStore as FileStateStore
 
         cfg, p = self.cfg, self.parts
         ident = cfg.station
-        tz = cfg.tz
-        clock = self.clock = self.clock or SystemClock(tz)
+        clock = self.clock = self.clock or SystemClock(cfg.tz)
         state_dir = Path(cfg.paths.state_dir)
-        state = StateStore(state_dir)
-        trusted = load_trust_anchors(*cfg.trust.key_files) if cfg.trust.key_files else {}
-        if not trusted:
-            log.warning("no district trust anchors configured: every alert, schedule and command will be refused")
-        replay = ReplayCache(state_dir / "replay.json")
+        state = FileStateStore(state_dir)
         doc, source = (self.schedule_override, "given") if self.schedule_override else load_active_schedule(
             state, cfg.paths.schedule)
         log.info("%s: schedule %s (%s)", ident.scope, f"v{doc.version}" if doc else "none", source)
 
-        station = Station(cfg.policy, doc, tz, StationSettings(
-            amp_warmup_s=cfg.gpio.amp_warmup_s if cfg.gpio.enabled else 0.0,
-            amp_hang_s=cfg.gpio.amp_hang_s, fade_s=cfg.audio.fade_ms / 1000,
-            id_prefix=f"{ident.id}.{self.boot_id}", content_fallback=cfg.content.fallback, station_id=ident.id))
-
         self._build_gpio()
         self._build_content(state_dir, clock)
         self._build_player()
-        scope = Scope(ident.district, ident.commune, ident.id)
-        self._build_link(scope, clock, state_dir)
-        if p.reporter is not None and p.prefetcher is not None:
-            p.reporter.content_status = self._content_counts
-
-        def publish(topic: str, payload: bytes) -> None:
-            if p.link is not None:
-                p.link.publish(topic, payload, qos=1)
-
-        p.inbound = InboundHandler(
-            scope, trusted_keys=trusted, replay=replay, publish=publish, policy=cfg.policy,
-            timezone=ident.timezone, state=state, schedule_version=doc.version if doc else None,
-            skew_s=cfg.trust.max_skew_s, actions=self._actions(),
+        w = compose(
+            cfg, events=self.events, clock=clock, player=p.player, boot_id=self.boot_id, schedule=doc,
+            state=state, gpio=cfg.gpio.enabled, amplifier=p.amplifier, led=p.led, notifier=self.notifier,
+            link_loop=self.link_loop, actions=self._actions(), on_command=self.on_command,
             # queued, so it runs after the station has the new plan: then prefetch what it needs now
             on_schedule=lambda doc: self.events.put(Call(lambda rt: self._refresh_needs())))
-        p.runtime = Runtime(
-            station, clock=clock, player=p.player, amplifier=p.amplifier, led=p.led, reporter=p.reporter,
-            link=p.link, inbound=p.inbound, state=state, notifier=self.notifier, on_command=self.on_command)
-        p.runtime.queue = self.events
-        p.runtime.housekeeping.every(1).hours.do(replay.prune, clock.wall)
+        p.runtime, p.inbound, p.link, p.reporter, p.outbox = w.runtime, w.inbound, w.link, w.reporter, w.outbox
+        if p.outbox is not None:
+            p.stoppers.append(p.outbox.close)
+        if p.reporter is not None and p.prefetcher is not None:
+            p.reporter.content_status = self._content_counts
         if p.prefetcher is not None:
             p.runtime.housekeeping.every(30).minutes.do(self._refresh_needs)
         # Start so that nothing runs before what it talks to exists; stop() undoes this in reverse:
@@ -153,7 +255,8 @@ class App:
         if not p.runtime.wait_ready(15):
             raise RuntimeError("the station runtime did not start within 15 s")
         if p.prefetcher is not None:
-            self._refresh_needs()
+            # Queued like the schedule's: the planner's day cache belongs to the runtime thread, now running.
+            self.events.put(Call(lambda rt: self._refresh_needs()))
             p.prefetcher.start()
 
     def _build_gpio(self) -> None:
@@ -258,38 +361,6 @@ class App:
 
         p.player = Player(self.sink, amplifier=p.amplifier, open_source=opener, emit=self.events.put,
                           block_ms=a.block_ms, rate=a.rate_hz)
-
-    def _build_link(self, scope, clock, state_dir: Path) -> None:
-        b, p = self.cfg.broker, self.parts
-        if not b.url:
-            log.info("no broker configured: an offline station (no alerts, no reports)")
-            return
-        from firmware.adapters.mqtt import TlsFiles, station_link
-        from firmware.core.events import LinkChanged
-        from firmware.protocol.reports import StationIds
-        from firmware.protocol.topics import station_subscriptions
-        from firmware.reporting.outbox import Outbox
-        from firmware.reporting.reporter import Reporter
-
-        ids = StationIds(scope.district, scope.commune, scope.station)
-        p.outbox = Outbox(state_dir / "outbox.sqlite", max_bytes=int(self.cfg.reporting.outbox_max_mb * 1e6))
-        p.stoppers.append(p.outbox.close)
-        reporter_box: list = []
-
-        def on_link(up: bool) -> None:
-            self.events.put(LinkChanged(up))
-            if reporter_box:
-                reporter_box[0].on_link(up)
-
-        tls = TlsFiles(ca=b.ca_file, cert=b.cert_file, key=b.key_file) if b.url.startswith("mqtts") else None
-        p.link = station_link(
-            b.url, ids, fw=__version__, boot_id=self.boot_id, config_hash=config_hash(self.cfg), wall=clock.wall,
-            subscriptions=station_subscriptions(scope),
-            on_message=lambda topic, payload, retained: self.events.put(Inbound(topic, payload, retained)),
-            on_link=on_link, keepalive_s=b.keepalive_s, tls=tls, loop=self.link_loop)
-        p.reporter = Reporter(p.link, p.outbox, ids, clock, boot_id=self.boot_id,
-                              telemetry_interval_s=self.cfg.reporting.telemetry_interval_s)
-        reporter_box.append(p.reporter)
 
     def _actions(self) -> dict:
         p = self.parts

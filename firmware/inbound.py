@@ -11,37 +11,21 @@ import json
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
 from firmware.core import events as E
 from firmware.core.policy import Policy
 from firmware.core.schedule import ScheduleDoc, ScheduleError, check_against_policy, parse_schedule
 from firmware.protocol.ack import ack_message
+from firmware.protocol.command import COMMAND_MAX_AGE, MAX_COMMAND_BYTES, Command
 from firmware.protocol.envelope import open_envelope
 from firmware.protocol.errors import Rejected, Rejection
+from firmware.protocol.schedule import MAX_SCHEDULE_ENVELOPE_BYTES
 from firmware.protocol.topics import Scope, TopicError, parse_topic
 from firmware.protocol.verify import verify_alert
 
 log = logging.getLogger(__name__)
-
-MAX_SCHEDULE_ENVELOPE_BYTES = 1_500_000  # a schedule payload may be 1 MiB; base64 adds a third
-MAX_COMMAND_BYTES = 16 * 1024
-COMMAND_MAX_AGE = timedelta(minutes=30)  # a queued command older than this is stale, not obeyed
-
-
-class Command(BaseModel):
-    """A remote command (signed, on `.../cmd`)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")
-    issued: datetime
-    target: str = Field(pattern=r"^[a-z0-9-]+/[a-z0-9-]+/[a-z0-9-]+$")
-    cmd: Literal["gain", "mute", "unmute", "selftest", "fetch", "telemetry"]
-    offset_db: float | None = Field(default=None, ge=-40.0, le=20.0)
-
 
 class InboundHandler:
     def __init__(

@@ -25,7 +25,7 @@ from firmware.core import commands as C
 from firmware.core import events as E
 from firmware.core.station import Station
 from firmware.inbound import InboundHandler
-from firmware.ports import Clock
+from firmware.ports import Amplifier, Clock, Link, Notifier, Player, Reporter, StateStore, StatusLed
 
 log = logging.getLogger(__name__)
 
@@ -60,14 +60,15 @@ class Runtime:
         station: Station,
         *,
         clock: Clock,
-        player,
-        amplifier=None,
-        led=None,
-        reporter=None,
-        link=None,
+        player: Player,
+        events: queue.Queue | None = None,
+        amplifier: Amplifier | None = None,
+        led: StatusLed | None = None,
+        reporter: Reporter | None = None,
+        link: Link | None = None,
         inbound: InboundHandler | None = None,
-        state=None,
-        notifier=None,
+        state: StateStore | None = None,
+        notifier: Notifier | None = None,
         on_command: Callable[[datetime, C.Command], None] | None = None,
         max_wait_s: float = MAX_WAIT_S,
         step_threshold_s: float = STEP_THRESHOLD_S,
@@ -86,9 +87,11 @@ class Runtime:
         self.on_command = on_command
         self.max_wait_s = max_wait_s
         self.step_threshold_s = step_threshold_s
-        self.queue: queue.Queue = queue.Queue()
+        # Handed in: the parts built before the runtime (player, GPIO, link) already put events on it.
+        self.queue: queue.Queue = events if events is not None else queue.Queue()
         self.housekeeping = schedule_lib.Scheduler()  # private: never the library's global scheduler
         self.last_trusted: datetime | None = state.last_trusted if state else None
+        self.last_alive: datetime | None = state.last_alive if state else None
         self.clock_trusted = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._ready = threading.Event()
@@ -130,7 +133,7 @@ class Runtime:
     def _loop(self) -> None:
         wall, mono = self.clock.wall(), self.clock.monotonic()
         self.clock_trusted = self._judge_trust(wall)
-        last_alive = self.state.last_alive if self.state else None
+        last_alive = self.last_alive
         interrupted = self.state.load_playing() if self.state else None
         log.info("station starting at %s (clock %s, last alive %s%s)", wall.isoformat(timespec="seconds"),
                  "trusted" if self.clock_trusted else "NOT trusted", last_alive,
@@ -285,8 +288,12 @@ class Runtime:
         now = self.clock.wall()
         if self.clock_trusted:
             self.last_trusted = now
+        if self.clock_trusted or self.last_alive is None or now > self.last_alive:
+            self.last_alive = now
+        # else: a stale boot clock (no RTC, no NTP yet) must not overwrite the last time the station knew it
+        # was alive: that time bounds what may be reported missed once the clock is set right.
         try:
-            self.state.save_times(last_alive=now, last_trusted=self.last_trusted)
+            self.state.save_times(last_alive=self.last_alive, last_trusted=self.last_trusted)
         except OSError as e:
             log.error("cannot persist station times: %s", e)
 

@@ -119,7 +119,12 @@ class DayRun:
 
     def step_clock(self, delta_s: float) -> None:
         """The wall clock jumps (an NTP step): the station is told, as the runtime would tell it."""
-        self.now = self.now + timedelta(seconds=delta_s)
+        shift = timedelta(seconds=delta_s)
+        self.now = self.now + shift
+        # The player counts real seconds: the end of what plays moves with the wall clock's step.
+        self._queue = [(when + shift if token is not None else when, seq, ev, token)
+                       for when, seq, ev, token in self._queue]
+        heapq.heapify(self._queue)
         self._handle(E.ClockStepped(delta_s))
 
     def send(self, event: E.Event) -> None:

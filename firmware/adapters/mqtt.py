@@ -41,6 +41,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from firmware.protocol.broker import parse_url
 from firmware.protocol.reports import StationIds, Status, encode
 
 log = logging.getLogger(__name__)
@@ -56,43 +57,6 @@ def offline_within_s(keepalive_s: float, broker_sweep_s: float = BROKER_SWEEP_S)
     """The longest a dead station stays `online` at the district: 1.5 x keepalive (MQTT 5 §3.1.2.10) plus
     the broker's keepalive sweep granularity."""
     return 1.5 * keepalive_s + broker_sweep_s
-
-
-@dataclass(frozen=True, slots=True)
-class BrokerAddress:
-    """A broker URL, parsed. The one parser for station, district tools and simulator."""
-
-    host: str
-    port: int
-    tls: bool
-    username: str | None = None
-    password: str | None = None
-
-    def __str__(self) -> str:
-        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
-
-
-def parse_url(url: str) -> BrokerAddress:
-    """`mqtt://[user[:pw]@]host[:port]` (1883) or `mqtts://...` (8883). Raises ValueError with the URL."""
-    from urllib.parse import unquote, urlsplit
-
-    parts = urlsplit(url)
-    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-        raise ValueError(f"broker URL {url!r}: expected mqtt://host[:port] or mqtts://host[:port]")
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise ValueError(f"broker URL {url!r}: unexpected path or query")
-    tls = parts.scheme == "mqtts"
-    try:
-        port = parts.port or (8883 if tls else 1883)
-    except ValueError as e:
-        raise ValueError(f"broker URL {url!r}: {e}") from None
-    return BrokerAddress(
-        parts.hostname,
-        port,
-        tls,
-        unquote(parts.username) if parts.username else None,
-        unquote(parts.password) if parts.password else None,
-    )
 
 
 @dataclass(frozen=True, slots=True)

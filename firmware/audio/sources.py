@@ -61,7 +61,7 @@ def _file_path(spec: FileSpec, resolve: Resolver | None) -> str:
 
 
 def _open_stream(spec: StreamSpec, rate: int, on_switch=None):
-    # Imported lazily: the live relay (firmware/audio/relay.py) is optional and may pull in network code.
+    # Imported lazily: the live relay (firmware/audio/relay/) is optional and may pull in network code.
     try:
         from firmware.audio import relay
     except ImportError as e:

@@ -7,8 +7,8 @@ station plays exactly what the plan says for the new `now` (joined at its offset
 never a burst of overdue items, and whatever was passed over is reported as missed with the reason.
 
 Guard against double play: every wall instant the station has lived through is "processed" (the cursor and the
-high-water mark). After a backward clock step nothing new is started until wall time is past the high-water
-mark again, so a programme is never played twice.
+high-water mark). After a backward clock step what plays carries on to its planned length, and nothing new is
+started until wall time is past the high-water mark again, so a programme is never played twice.
 """
 
 from __future__ import annotations
@@ -59,6 +59,7 @@ class _Playing:
     alert: Alert | None = None
     started_at: datetime | None = None
     planned_end: datetime | None = None  # shifted with clock steps, like started_at
+    plan_shift: timedelta = timedelta(0)  # backward steps since it started: plan time = wall time - shift
     joined_late_s: float = 0.0
     reasons: list[str] = field(default_factory=list)
 
@@ -101,6 +102,7 @@ class Station:
         self.amp_on = False
         self._idle_since: datetime | None = None
         self._cursor: datetime | None = None  # wall time up to which the plan has been accounted for
+        self._last_alive: datetime | None = None  # the previous run's last alive: nothing before it is missed
         self._high_water: datetime | None = None  # latest wall time ever seen
         self._quiet_until: datetime | None = None  # after a backward step: start nothing before this
         self._gap_reason = "station was off"
@@ -163,6 +165,7 @@ class Station:
     def on_booted(self, ev: E.Booted, now: datetime, out: list) -> None:
         self.booted = True
         self.clock_trusted = ev.clock_trusted
+        self._last_alive = ev.last_alive.astimezone(self.tz) if ev.last_alive is not None else None
         if ev.last_alive is not None and ev.last_alive < now:
             self._cursor = max(ev.last_alive.astimezone(self.tz), now - MAX_LOOKBACK)
             # Booted on an untrusted clock, the wall time of the boot itself is unknown: what is found missed
@@ -238,6 +241,10 @@ class Station:
             cur.issued_at += shift
             cur.started_at = cur.started_at + shift if cur.started_at else None
             cur.planned_end = cur.planned_end + shift if cur.planned_end else None
+            if ev.delta_s < 0:
+                # Audio that plays carries on to its planned length: the item is followed in the plan's
+                # time, not the repeated wall time (a forward step still ends it: its slot is gone).
+                cur.plan_shift += shift
         self._stop_reason = f"clock stepped {'forward' if ev.delta_s > 0 else 'back'} {abs(ev.delta_s):.0f} s"
         if ev.delta_s > 0:
             self._gap_reason = f"clock stepped forward {ev.delta_s:.0f} s"
@@ -337,7 +344,7 @@ class Station:
         self.planner = Planner(ev.schedule, self.policy, self.tz)
         cur = self._current
         if cur is not None and cur.kind == "programme":
-            seg = self.planner.at(now)
+            seg = self.planner.at(now - cur.plan_shift)
             if seg is None or cur.seg is None or seg.occurrence != cur.seg.occurrence:
                 self._stop_current(now, out, "schedule replaced")
 
@@ -414,7 +421,12 @@ class Station:
         blocked = self._may_play_programmes()
         cur = self._current
         if cur is not None and cur.kind == "programme":
+            if cur.plan_shift:
+                # Carried over a backward step: where it is in the plan is where it would be without the step.
+                seg = self.planner.at(now - cur.plan_shift)
             same = seg is not None and cur.seg is not None and seg.occurrence == cur.seg.occurrence
+            if same and cur.plan_shift and self._planned_end_reached(cur, now):
+                same = False
             if same and blocked is None:
                 if seg.key != cur.seg.key:  # crossed into an adjacent window: new cap
                     cur.seg = seg
@@ -428,6 +440,8 @@ class Station:
             else:
                 why = self._stop_reason or "no longer in the plan"
             self._stop_current(now, out, why, completed_if_planned=True)
+            if cur.plan_shift:
+                seg = self.planner.at(now)
             cur = None
         if seg is None or blocked is not None or self._current is not None:
             return
@@ -617,7 +631,9 @@ class Station:
             return
         if not self.clock_trusted:
             return  # an untrusted wall clock can't tell what was missed; account once it is trusted
-        start = max(self._cursor, now - MAX_LOOKBACK)
+        # Only what fell after the last time the station knew it was alive can be missed: before it, the last
+        # run accounted for the plan (a stale boot clock stepped forward would otherwise re-report days).
+        start = max(self._cursor, now - MAX_LOOKBACK, self._last_alive or self._cursor)
         cur = self._current
         blocked = self._may_play_programmes()
         for seg in self.planner.segments_between(start, now):
@@ -703,6 +719,13 @@ class Station:
             cands.append(self._idle_since + timedelta(seconds=self.settings.amp_hang_s))
         if self._quiet_until is not None:
             cands.append(self._quiet_until)
+        cur = self._current
+        if cur is not None and cur.plan_shift:
+            if cur.planned_end is not None:
+                cands.append(cur.planned_end)
+            nc = self.planner.next_change(now - cur.plan_shift)
+            if nc is not None:
+                cands.append(nc + cur.plan_shift)
         future = [c for c in cands if c > now]
         return min(future) if future else now + MAX_SLEEP
 

@@ -41,7 +41,7 @@ class _Item:
 
 
 class VirtualPlayer:
-    """Implements what the runtime calls on a player: `play`, `stop`, `set_gain`, `close`, `alive`."""
+    """Implements `firmware.ports.Player` (`start`, `play`, `stop`, `set_gain`, `close`, `alive`) on timers."""
 
     def __init__(self, station: str, timers: Timers, emit: Callable[[object], None], *,
                  on_first_block: Callable[[FirstBlock], None] | None = None):
@@ -56,6 +56,9 @@ class VirtualPlayer:
         self.stopped = 0
 
     # -- the runtime's calls (runtime thread): hop to the timer thread like the real player's queue ------------
+
+    def start(self) -> None:
+        """`firmware.ports.Player.start`: nothing to start, the fleet's shared timer thread keeps time."""
 
     def play(self, cmd: Play) -> None:
         self.timers.call_soon(lambda: self._start(cmd))

@@ -15,7 +15,7 @@ from firmware.protocol.reports import StationIds, encode, playlog_from_entry
 
 
 class LightReporter:
-    """What the runtime calls on a reporter (`report`, `state_changed`, `update`, `alert_received`), without the
+    """`firmware.ports.Reporter` (`report`, `state_changed`, `update`, `alert_received`, `on_link`) without the
     outbox. `tests/simulator/test_fleet.py` checks it offers every public method of the real `Reporter` the
     runtime uses."""
 

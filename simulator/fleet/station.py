@@ -1,8 +1,9 @@
 """One fleet station: the daemon's own parts (Station, InboundHandler, Runtime, MqttLink, replay cache, state
-store) composed like `firmware.app.App` does, minus what a fleet cannot afford per station: the player
-thread and its sink (a `VirtualPlayer` keeps time instead), GPIO (disabled, as `gpio.enabled = false`), the
-content cache and prefetcher (fleet alerts and programmes are tones and speech, which need no files), and,
-by default, the outbox (see `simulator.fleet.reporting`).
+store) built by the daemon's own composition function, `firmware.app.compose`, with the fleet's light parts
+passed in instead of what a fleet cannot afford per station: the player thread and its sink (a
+`VirtualPlayer` keeps time instead), GPIO (none, as `gpio.enabled = false`), the content cache and
+prefetcher (fleet alerts and programmes are tones and speech, which need no files), and, by default, the
+outbox (a `LightReporter`, see `simulator.fleet.reporting`).
 
 The runtime is the real `firmware.runtime.Runtime`, one thread per station: measured at 1,000 stations it
 costs about 4 % of one core while idle (each wakes every 2 s for its clock-trust check), see docs/scaling.md.
@@ -16,22 +17,15 @@ import queue
 import time
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 
-from firmware import __version__
-from firmware.adapters.mqtt import SharedLoop, station_link
-from firmware.adapters.statefile import StateStore
-from firmware.config import StationConfig, config_hash
+from firmware.adapters.mqtt import SharedLoop
+from firmware.app import compose
+from firmware.config import StationConfig
 from firmware.core import commands as C
-from firmware.core.events import LinkChanged
 from firmware.core.schedule import ScheduleDoc
-from firmware.core.station import Station, StationSettings
-from firmware.inbound import InboundHandler
-from firmware.protocol.keys import load_trust_anchors
-from firmware.protocol.replay import ReplayCache
 from firmware.protocol.reports import StationIds
-from firmware.protocol.topics import Scope, station_subscriptions
-from firmware.runtime import Inbound, Runtime
+from firmware.protocol.topics import Scope
+from firmware.runtime import Inbound
 from simulator.fleet.player import FirstBlock, VirtualPlayer
 from simulator.fleet.reporting import LightReporter
 from simulator.fleet.timers import Timers
@@ -67,52 +61,22 @@ class FleetStation:
         self._on_change = on_change
         self._on_command_extra = on_command
         self.events: queue.Queue = queue.Queue()
-        state_dir = Path(cfg.paths.state_dir)
-        self.store = StateStore(state_dir)
-        self.replay = ReplayCache(state_dir / "replay.json")
-        if trusted is None:
-            trusted = load_trust_anchors(*cfg.trust.key_files) if cfg.trust.key_files else {}
-        self.station = Station(cfg.policy, schedule, cfg.tz, StationSettings(
-            amp_warmup_s=0.0, amp_hang_s=cfg.gpio.amp_hang_s, fade_s=cfg.audio.fade_ms / 1000,
-            id_prefix=f"{ident.id}.{self.boot_id}"))
         first = None
         if on_first_block is not None:
             def first(fb: FirstBlock) -> None:
                 on_first_block(dataclasses.replace(fb, t_inbound=self.last_inbound_t))
         self.player = VirtualPlayer(ident.id, timers, self.events.put, on_first_block=first)
-        self.link = None
-        self.reporter = None
-        self.outbox = None
-        if cfg.broker.url:
-            self.link = station_link(
-                cfg.broker.url, self.ids, fw=__version__, boot_id=self.boot_id, config_hash=config_hash(cfg),
-                wall=clock.wall, subscriptions=station_subscriptions(self.scope),
-                on_message=self._message, on_link=self._link_changed, keepalive_s=cfg.broker.keepalive_s, loop=loop)
+        w = compose(
+            cfg, events=self.events, clock=clock, player=self.player, boot_id=self.boot_id, schedule=schedule,
+            trusted=trusted, gpio=False, link_loop=loop,
+            make_reporter=None if reporting == "outbox" else LightReporter,
+            on_message=self._message, on_link=self._link_changed, on_command=self._on_command,
+            runtime_name=f"loa-rt-{ident.id}")
+        self.station, self.runtime, self.inbound = w.station, w.runtime, w.inbound
+        self.store, self.replay = w.state, w.replay
+        self.link, self.reporter, self.outbox = w.link, w.reporter, w.outbox
+        if self.link is not None:
             self._hook_suback()
-            if reporting == "outbox":
-                from firmware.reporting.outbox import Outbox
-                from firmware.reporting.reporter import Reporter
-
-                self.outbox = Outbox(state_dir / "outbox.sqlite",
-                                     max_bytes=int(cfg.reporting.outbox_max_mb * 1e6))
-                self.reporter = Reporter(self.link, self.outbox, self.ids, clock, boot_id=self.boot_id,
-                                         telemetry_interval_s=cfg.reporting.telemetry_interval_s)
-            else:
-                self.reporter = LightReporter(self.link, self.ids)
-
-        def publish(topic: str, payload: bytes) -> None:
-            if self.link is not None:
-                self.link.publish(topic, payload, qos=1)
-
-        self.inbound = InboundHandler(
-            self.scope, trusted_keys=trusted, replay=self.replay, publish=publish, policy=cfg.policy,
-            timezone=ident.timezone, state=self.store, schedule_version=schedule.version if schedule else None,
-            skew_s=cfg.trust.max_skew_s)
-        self.runtime = Runtime(
-            self.station, clock=clock, player=self.player, reporter=self.reporter, link=self.link,
-            inbound=self.inbound, state=self.store, on_command=self._on_command, name=f"loa-rt-{ident.id}")
-        self.runtime.queue = self.events
-        self.runtime.housekeeping.every(1).hours.do(self.replay.prune, clock.wall)
 
     def _message(self, topic: str, payload: bytes, retained: bool) -> None:
         """Network thread: note when the message reached this station (for the fan-out's breakdown), enqueue."""
@@ -133,10 +97,8 @@ class FleetStation:
         client.on_subscribe = on_subscribe
 
     def _link_changed(self, up: bool) -> None:
-        self.events.put(LinkChanged(up))
+        """Network thread, after the station and the reporter were told (by `compose`)."""
         self.online = up
-        if self.reporter is not None:
-            self.reporter.on_link(up)
         if self._on_change:
             self._on_change(self)
 

@@ -10,7 +10,7 @@ import pytest
 from district import commands_lib
 from district.cli import main
 from firmware.core import events as E
-from firmware.inbound import Command
+from firmware.protocol.command import Command
 from firmware.protocol.keys import generate, signing_key_pem
 from firmware.protocol.topics import Scope
 from tests.district.test_schedule_push import InboundStation
