@@ -4,8 +4,9 @@
         --cert-key c.key --key keys/ed25519-....key [--bind 127.0.0.1] [--port 8080] [--lang vi|en] \
         [--content-dir /srv/loa/content --content-base-url https://content.example/loa]
 
-Staff accounts come from `loa-district user add NAME --db ...`. Runs until SIGTERM or Ctrl-C. Serve it on
-loopback and put a TLS reverse proxy in front for anything else (then add --secure-cookie); see docs/console.md.
+Staff accounts come from `loa-district user add NAME --db ...`. Runs until SIGTERM or Ctrl-C (uvicorn serves
+the Starlette app on a background thread, see district/console/server.py). Serve it on loopback and put a TLS
+reverse proxy in front for anything else (then add --secure-cookie); see docs/console.md.
 """
 
 from __future__ import annotations
