@@ -8,7 +8,8 @@ Security, in the order a request meets it:
   session: pages redirect to /login (303), fragments and POSTs get 401;
 - CSRF: every POST carries the session's token (`csrf` field), compared with hmac.compare_digest; the login form
   uses a double-submit token (cookie + field) since there is no session yet; a mismatch is a 403;
-- login rate limiting per address and per user name;
+- login throttling per account and per client address: growing delays of a few seconds, never a lock; the
+  client address comes from X-Forwarded-For only when the peer is a configured trusted proxy;
 - headers on every answer (pages, fragments, static files, errors): a strict Content-Security-Policy (no inline
   script or style), no framing, nosniff, no caching.
 Any exception while answering is logged with its trace and answered with a plain 500 page (`_Guard`): no trace
@@ -44,7 +45,15 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from district.console import views
-from district.console.accounts import LoginLimiter, Session, Sessions, csrf_ok, verify_password
+from district.console.accounts import (
+    LoginLimiter,
+    Session,
+    Sessions,
+    client_address,
+    csrf_ok,
+    parse_trusted_proxies,
+    verify_password,
+)
 from district.console.forms import BodyTooLarge, Form, FormParseError, LengthRequired, parse_form, read_body
 from district.console.i18n import CATALOGUES, DEFAULT_LANG, Translator
 from district.console.service import STATUSES, Console, Draft, FormError, Unconfirmed
@@ -87,8 +96,9 @@ class ConsoleServer:
 
     def __init__(self, console: Console, store: ConsoleStore, settings: Settings | None = None, *,
                  bind: str = "127.0.0.1", port: int = 8080, sessions: Sessions | None = None,
-                 limiter: LoginLimiter | None = None):
+                 limiter: LoginLimiter | None = None, trusted_proxies: tuple[str, ...] | list[str] = ()):
         self.console = console
+        self.trusted_proxies = parse_trusted_proxies(trusted_proxies)  # ValueError on a bad one
         self.store = store
         self.settings = settings or Settings()
         self.tz = ZoneInfo(self.settings.tz)
@@ -115,6 +125,9 @@ class ConsoleServer:
     def start(self) -> ConsoleServer:
         config = uvicorn.Config(self.app, http="h11", loop="asyncio", lifespan="off", log_config=None,
                                 access_log=False, server_header=False, timeout_keep_alive=30,
+                                # uvicorn would believe X-Forwarded-For from 127.0.0.1 by default: our own
+                                # rule (trusted_proxies, accounts.client_address) decides instead
+                                proxy_headers=False,
                                 timeout_graceful_shutdown=5, h11_max_incomplete_event_size=16 * 1024)
         self._uvicorn = _Uvicorn(config)
         self._thread = threading.Thread(target=self._uvicorn.run_on, args=(self._sock,), name="console-http",
@@ -299,9 +312,10 @@ class _Web:
         return views.Ctx(Translator(self.lang(req)), who.user if who else None, who.session.csrf if who else "",
                          self.srv.tz, _raw_path(req), who.role if who else None)
 
-    @staticmethod
-    def ip(req: Request) -> str:
-        return req.client.host if req.client else "-"
+    def ip(self, req: Request) -> str:
+        """The client's address (X-Forwarded-For is believed only from a trusted proxy, see accounts.py)."""
+        peer = req.client.host if req.client else "-"
+        return client_address(peer, req.headers.getlist("x-forwarded-for"), self.srv.trusted_proxies)
 
     def cookie(self, name: str, value: str, *, max_age: int, path: str = "/", http_only: bool = True) -> str:
         parts = [f"{name}={value}", f"Path={path}", f"Max-Age={max_age}", "SameSite=Strict"]
@@ -501,7 +515,9 @@ class _Web:
             return self.error(self.ctx(req), 403, "err_csrf")
         wait = self.srv.limiter.retry_after(ip, user)
         if wait > 0:
-            return self.login_form(req, nxt=nxt, user=user, error=t("err_login_limited", s=int(wait) + 1), code=429)
+            log.info("console: login of %r from %s waits %.1f s (earlier failures)", user, ip, wait)
+            return self.login_form(req, nxt=nxt, user=user, error=t("err_login_limited",
+                                                                    wait=views.wait_text(t, wait)), code=429)
         stored = self.srv.store.password_hash(user) if user else None
         ok = verify_password(form.get("password"), stored or _DECOY) and stored is not None
         if not ok:
@@ -509,6 +525,7 @@ class _Web:
             self.srv.store.audit(user or "-", "login-failed", ip=ip)
             log.warning("console: failed login for %r from %s", user, ip)
             return self.login_form(req, nxt=nxt, user=user, error=t("err_login"), code=401)
+        self.srv.limiter.succeeded(ip, user)
         session = self.srv.sessions.create(user)
         self.srv.store.logged_in(user)
         self.srv.store.audit(user, "login", ip=ip)

@@ -6,6 +6,7 @@ hand. Pages are `Page` objects; `render` puts them in the layout.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -62,6 +63,15 @@ def duration(ctx: Ctx, s: float | None) -> str:
     s = int(s)
     d, h, m = s // 86400, s % 86400 // 3600, s % 3600 // 60
     return ctx.t("dur_dhm", d=d, h=h, m=m) if d else ctx.t("dur_hm", h=h, m=m)
+
+
+def wait_text(t: Translator, seconds: float) -> str:
+    """A wait as a person says it: "3 giây", "5 phút" (never "300 giây"); rounded up."""
+    s = max(1, math.ceil(seconds))
+    if s < 60:
+        return t("wait_one_second") if s == 1 else t("wait_seconds", n=s)
+    m = math.ceil(s / 60)
+    return t("wait_one_minute") if m == 1 else t("wait_minutes", n=m)
 
 
 def _render(ctx: Ctx, template: str, **values) -> str:

@@ -10,7 +10,8 @@ from urllib.parse import urlencode, urlsplit
 import pytest
 
 from district.mqtt import DistrictClient
-from tests.console.conftest import PASSWORD, USER, Browser, multipart
+from firmware.protocol.keys import generate
+from tests.console.conftest import PASSWORD, USER, Browser, multipart, start_console
 
 
 @pytest.mark.parametrize("path", ["/", "/alerts", "/alert/new/test", "/audit", "/station/hv%2Fhb%2Fs1"])
@@ -65,10 +66,86 @@ def test_wrong_password_shows_the_form_again_and_is_audited(fleet):
 def test_login_is_rate_limited_per_user_name(fleet):
     b = Browser(fleet.url)
     for _ in range(5):
+        fleet.clock.t += 10  # a person retyping (the limiter's clock, not a sleep)
         assert b.login(password="nope-nope")[0].status == 401
-    r, body = b.login()  # even the right password waits now
+    r, body = b.login()  # even the right password waits now: a few seconds
     assert r.status == 429
-    assert "Quá nhiều lần đăng nhập sai" in body
+    assert "Quá nhiều lần đăng nhập sai. Hãy thử lại sau 2 giây." in body
+
+
+def test_the_office_behind_one_proxy_address_is_not_locked_out_by_one_persons_typos(fleet):
+    """Issue 13, defect 2: behind the reverse proxy the whole office shares one address."""
+    from district.console.accounts import hash_password
+
+    fleet.store.add_user("truc-ban", hash_password("mat-khau-truc-ban"), role="officer")
+    typist, other = Browser(fleet.url), Browser(fleet.url)
+    for _ in range(5):
+        fleet.clock.t += 10  # retyping takes a few seconds (the limiter's clock, not a sleep)
+        assert typist.login(password="sai-mat-khau")[0].status == 401
+    r, _ = other.login("truc-ban", "mat-khau-truc-ban")  # another officer, same address, at once
+    assert r.status == 303
+    fleet.clock.t += 3  # the typist waits a few seconds (the limiter's clock, not a sleep)
+    r, _ = typist.login()
+    assert r.status == 303 and typist.get("/")[0].status == 200
+    assert [e.ip for e in fleet.store.audit_log() if e.action == "login"] == ["127.0.0.1", "127.0.0.1"]
+
+
+def test_knowing_a_user_name_cannot_keep_that_officer_out(fleet):
+    attacker, officer = Browser(fleet.url), Browser(fleet.url)
+    for _ in range(30):
+        fleet.clock.t += 10  # as fast as the limiter lets it
+        assert attacker.login(password="doan-mo")[0].status == 401
+    r, body = officer.login()
+    assert r.status == 429 and "8 giây" in body  # the longest wait there is
+    fleet.clock.t += 8
+    assert officer.login()[0].status == 303
+
+
+def test_a_long_wait_is_shown_in_minutes(broker, tmp_path):
+    from district.console.accounts import LoginLimiter
+    from tests.console.conftest import Clock, stop_console
+
+    clock = Clock()  # a district that set a long delay after one failure
+    r = start_console(broker.url, tmp_path, generate("hv"), limiter=LoginLimiter(account_delays_s=(300.0,), now=clock),
+                      clock=clock)
+    try:
+        b = Browser(r.url)
+        assert b.login(password="sai-sai-sai")[0].status == 401
+        resp, body = b.login()
+        assert resp.status == 429 and "Hãy thử lại sau 5 phút." in body and "300" not in body
+        b.get("/lang/en?next=/login")
+        resp, body = b.login()
+        assert resp.status == 429 and "Try again in 5 minutes." in body
+    finally:
+        stop_console(r)
+
+
+def test_x_forwarded_for_from_an_untrusted_peer_is_ignored(fleet):
+    liar = Browser(fleet.url)
+    for i in range(11):  # one address pretending to be eleven: the address's own delay still comes
+        assert liar.login(f"ten-{i}", "sai-sai-sai", headers={"X-Forwarded-For": f"198.51.100.{i}"})[0].status == 401
+    r, _ = liar.login(headers={"X-Forwarded-For": "198.51.100.99"})
+    assert r.status == 429
+    assert {e.ip for e in fleet.store.audit_log()} == {"127.0.0.1"}
+
+
+def test_x_forwarded_for_from_a_trusted_proxy_names_the_client(broker, tmp_path):
+    from tests.console.conftest import seed_station, stop_console
+
+    r = start_console(broker.url, tmp_path, generate("hv"), trusted_proxies=("127.0.0.1",))
+    try:
+        seed_station(r.db, "hv/hb/s1")
+        pc1, pc2 = Browser(r.url), Browser(r.url)
+        for _ in range(11):  # one office PC typing wrong, many times
+            r.clock.t += 10
+            assert pc1.login(password="sai-sai-sai", headers={"X-Forwarded-For": "6.6.6.6, 10.1.1.1"})[0].status == 401
+        r2, _ = pc1.login("khac", "sai-sai-sai", headers={"X-Forwarded-For": "10.1.1.1"})
+        assert r2.status == 429  # that PC's address is throttled ...
+        r2, _ = pc2.login("khac", "sai-sai-sai", headers={"X-Forwarded-For": "10.1.1.2"})
+        assert r2.status == 401  # ... the PC beside it is not
+        assert {e.ip for e in r.store.audit_log()} == {"10.1.1.1", "10.1.1.2"}
+    finally:
+        stop_console(r)
 
 
 def test_login_without_its_csrf_token_is_refused(fleet):
