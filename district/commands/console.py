@@ -2,10 +2,11 @@
 
     loa-district console --db district.sqlite --broker mqtts://broker:8883 --cafile ca.crt --cert c.crt \
         --cert-key c.key --key keys/ed25519-....key [--bind 127.0.0.1] [--port 8080] [--lang vi|en] \
-        [--content-dir /srv/loa/content --content-base-url https://content.example/loa]
+        [--content-dir /srv/loa/content --content-base-url https://content.example/loa] [--trusted-proxy IP ...]
 
-Staff accounts come from `loa-district user add NAME --db ...`. Runs until SIGTERM or Ctrl-C. Serve it on
-loopback and put a TLS reverse proxy in front for anything else (then add --secure-cookie); see docs/console.md.
+Staff accounts come from `loa-district user add NAME --db ...`. Runs until SIGTERM or Ctrl-C (uvicorn serves
+the Starlette app on a background thread, see district/console/server.py). Serve it on loopback and put a TLS
+reverse proxy in front for anything else (then add --secure-cookie); see docs/console.md.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import signal
 import sys
 import threading
 
+from district.console.accounts import parse_trusted_proxies
 from district.console.i18n import LANGS
 from district.console.server import ConsoleServer, Settings
 from district.console.service import Console
@@ -44,6 +46,8 @@ def register(subparsers) -> None:
     p.add_argument("--content-base-url", metavar="URL", help="base URL of --content-dir as stations see it")
     p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest audio upload (default 20 MB)")
     p.add_argument("--secure-cookie", action="store_true", help="mark cookies Secure (behind an HTTPS proxy)")
+    p.add_argument("--trusted-proxy", action="append", default=[], metavar="IP",
+                   help="address (or network) of a reverse proxy whose X-Forwarded-For is believed; repeatable")
     p.add_argument("--session-hours", type=float, default=12.0, help="session lifetime (default 12 h)")
     p.set_defaults(func=run)
 
@@ -57,6 +61,10 @@ def run(args) -> int:
         raise UsageError("--max-upload-mb must be in (0, 500]")
     if not 0 < args.session_hours <= 24 * 7:
         raise UsageError("--session-hours must be in (0, 168]")
+    try:
+        trusted = parse_trusted_proxies(args.trusted_proxy)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
     try:
         key = load_signing_key(args.key)
     except KeyFileError as e:
@@ -81,7 +89,8 @@ def run(args) -> int:
                         secure_cookie=args.secure_cookie, session_s=args.session_hours * 3600)
     try:
         console.follow_stations()
-        server = ConsoleServer(console, store, settings, bind=args.bind, port=args.port).start()
+        server = ConsoleServer(console, store, settings, bind=args.bind, port=args.port,
+                               trusted_proxies=args.trusted_proxy).start()
     except (MqttError, OSError) as e:
         print(f"loa-district console: {e}", file=sys.stderr)
         client.close()
@@ -90,6 +99,8 @@ def run(args) -> int:
         return 1
     if not store.users():
         print(f"no staff account yet: create one with `loa-district user add NAME --db {args.db}`", file=sys.stderr)
+    if trusted:
+        print("believing X-Forwarded-For from " + ", ".join(map(str, trusted)), file=sys.stderr)
     if args.bind not in ("127.0.0.1", "::1", "localhost") and not args.secure_cookie:
         print("warning: serving beyond loopback without --secure-cookie; put it behind HTTPS", file=sys.stderr)
     print(f"console on {server.url} (broker {client.url}, key {key.kid}); Ctrl-C to stop", flush=True)

@@ -1,4 +1,4 @@
-"""Staff accounts of the console: scrypt password hashes, sessions, CSRF tokens, login rate limiting.
+"""Staff accounts of the console: scrypt password hashes, sessions, CSRF tokens, login throttling, client address.
 
 Passwords are stored as `scrypt$n$r$p$<salt hex>$<hash hex>` (hashlib.scrypt, 16-byte random salt, n=2**14,
 r=8, p=1: about 16 MiB and 50 ms per check, cheap for a login, expensive for a guesser with a stolen database).
@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import secrets
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -166,42 +166,95 @@ def csrf_ok(expected: str, given: str | None) -> bool:
     return bool(given) and hmac.compare_digest(expected.encode(), (given or "").encode())
 
 
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+ACCOUNT_DELAYS_S = (0.0, 0.0, 0.0, 1.0, 2.0, 4.0, 8.0)  # wait after the 1st, 2nd, ... failure; then the last
+CLIENT_DELAYS_S = (0.0,) * 10 + (1.0, 2.0, 4.0, 8.0)  # an office shares addresses: ten typos are nobody's fault
+
+
 class LoginLimiter:
-    """At most `attempts` failed logins per `window_s`, counted per client address and per user name.
+    """Growing delays after failed logins, per account and per client address, never a lock.
 
-    Both keys: a guesser spreading over many names from one address is stopped, and so is one hammering a
-    single name from many addresses. A success does not erase the failures (it would let a guesser who knows
-    one password reset the count)."""
+    After the n-th failure in a row on a key, the next try on that key waits `delays[n-1]` seconds (the last
+    entry beyond the table), counted from that failure; a key is forgotten `forget_s` after its last failure.
+    So a guesser gets one try every few seconds per account and per address, while a correct password is
+    refused for at most the current short delay: nobody can lock an officer out by knowing the user name,
+    and one person's typos behind a shared address never lock out the others (the address has more slack).
+    A success resets its account's count (whoever succeeded knows the password) but not the address's (a
+    guesser with one valid account must not reset the count it spreads over other names)."""
 
-    def __init__(self, *, attempts: int = 5, window_s: float = 300.0, now: Callable[[], float] = time.time):
-        self.attempts = attempts
-        self.window_s = window_s
+    def __init__(self, *, account_delays_s: tuple[float, ...] = ACCOUNT_DELAYS_S,
+                 client_delays_s: tuple[float, ...] = CLIENT_DELAYS_S, forget_s: float = 900.0,
+                 now: Callable[[], float] = time.monotonic):
+        self.account_delays_s = account_delays_s
+        self.client_delays_s = client_delays_s
+        self.forget_s = forget_s
         self._now = now
         self._lock = threading.Lock()
-        self._fails: dict[str, deque[float]] = {}
+        self._fails: dict[str, tuple[int, float]] = {}  # key -> (failures in a row, time of the last one)
 
-    def _recent(self, key: str, now: float) -> deque[float]:
-        q = self._fails.setdefault(key, deque())
-        while q and now - q[0] >= self.window_s:
-            q.popleft()
-        return q
+    def _keys(self, ip: str, user: str) -> tuple[tuple[str, tuple[float, ...]], ...]:
+        return (f"ip:{ip}", self.client_delays_s), (f"user:{user.lower()}", self.account_delays_s)
 
     def retry_after(self, ip: str, user: str) -> float:
-        """Seconds until a login may be tried again; 0 when allowed now."""
+        """Seconds until a login of `user` from `ip` may be tried; 0 when allowed now."""
         now = self._now()
+        wait = 0.0
         with self._lock:
-            wait = 0.0
-            for key in (f"ip:{ip}", f"user:{user.lower()}"):
-                q = self._recent(key, now)
-                if len(q) >= self.attempts:
-                    wait = max(wait, q[0] + self.window_s - now)
-            return wait
+            for key, delays in self._keys(ip, user):
+                n, last = self._fails.get(key, (0, 0.0))
+                if n == 0 or now - last >= self.forget_s:
+                    continue
+                wait = max(wait, last + delays[min(n, len(delays)) - 1] - now)
+        return max(0.0, wait)
 
     def failed(self, ip: str, user: str) -> None:
         now = self._now()
         with self._lock:
-            for key in (f"ip:{ip}", f"user:{user.lower()}"):
-                self._recent(key, now).append(now)
+            for key, _ in self._keys(ip, user):
+                n, last = self._fails.get(key, (0, 0.0))
+                self._fails[key] = (1 if now - last >= self.forget_s else n + 1, now)
             if len(self._fails) > 10000:  # a flood of made-up names: forget the oldest keys
-                for key in list(self._fails)[:5000]:
+                for key in sorted(self._fails, key=lambda k: self._fails[k][1])[:5000]:
                     del self._fails[key]
+
+    def succeeded(self, ip: str, user: str) -> None:
+        with self._lock:
+            self._fails.pop(f"user:{user.lower()}", None)
+
+
+def client_address(peer: str, forwarded_for: list[str], trusted: tuple[IPNetwork, ...]) -> str:
+    """The client's address: the peer's, unless the peer is a trusted proxy; then the right-most address of
+    X-Forwarded-For that is not itself a trusted proxy (what a client writes there itself is further left and
+    is never believed). A malformed entry, or none at all, leaves the last trusted hop's address."""
+    if not _trusted(peer, trusted):
+        return peer
+    hops = [h.strip() for value in forwarded_for for h in value.split(",")]
+    client = peer
+    for hop in reversed(hops):
+        try:
+            ipaddress.ip_address(hop)
+        except ValueError:
+            break
+        client = hop
+        if not _trusted(hop, trusted):
+            break
+    return client
+
+
+def parse_trusted_proxies(values: list[str] | tuple[str, ...]) -> tuple[IPNetwork, ...]:
+    """Addresses or networks (`10.0.0.1`, `10.0.0.0/24`, `::1`); ValueError naming the bad one."""
+    out = []
+    for v in values:
+        try:
+            out.append(ipaddress.ip_network(v.strip(), strict=False))
+        except ValueError:
+            raise ValueError(f"--trusted-proxy {v!r}: not an IP address or network") from None
+    return tuple(out)
+
+
+def _trusted(address: str, trusted: tuple[IPNetwork, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip.version == net.version and ip in net for net in trusted)

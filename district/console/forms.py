@@ -1,16 +1,35 @@
-"""Request bodies: `application/x-www-form-urlencoded` and `multipart/form-data` (the stdlib `cgi` module is
-gone from Python 3.13). Strict and bounded: the caller has already capped the body size."""
+"""Request bodies: `application/x-www-form-urlencoded` and `multipart/form-data`, parsed by Starlette with
+python-multipart. Strict and bounded: the caller has already read the body under its size limit (`read_body`),
+so nothing here ever sees more than that limit; the parser's own caps bound the number of fields and files."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from email.message import Message
-from urllib.parse import parse_qs
+
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException
+from starlette.requests import ClientDisconnect, Request
 
 MAX_FIELDS = 50
+MAX_FILES = 4
+_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
 class FormParseError(ValueError):
+    pass
+
+
+class BodyTooLarge(Exception):
+    """The body is larger than the limit. `drained`: it was read (and thrown away) so the browser gets our
+    answer; otherwise the connection must be closed after the answer."""
+
+    def __init__(self, drained: bool):
+        super().__init__("request body too large")
+        self.drained = drained
+
+
+class LengthRequired(Exception):
     pass
 
 
@@ -29,66 +48,62 @@ class Form:
         return self.fields.get(name, default)
 
 
-def _header_params(value: str) -> tuple[str, dict[str, str]]:
-    m = Message()
-    m["content-type"] = value
-    params = {k.lower(): v for k, v in (m.get_params() or [])[1:]}
-    return m.get_content_type(), params
-
-
-def parse_form(content_type: str, body: bytes) -> Form:
-    ctype, params = _header_params(content_type or "")
-    if ctype == "application/x-www-form-urlencoded":
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, never more than `limit` bytes of it kept. Raises BodyTooLarge (drained when the declared
+    length is at most 4 x limit + 64 KiB, so a too-large upload gets a page instead of a reset) or
+    LengthRequired (no Content-Length: chunked bodies are not accepted)."""
+    try:
+        length = int(request.headers.get("content-length", ""))
+    except ValueError:
+        raise LengthRequired() from None
+    if length < 0:
+        raise LengthRequired()
+    if length > limit:
+        if length > 4 * limit + 64 * 1024:
+            raise BodyTooLarge(drained=False)
         try:
-            qs = parse_qs(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False,
-                          max_num_fields=MAX_FIELDS)
-        except (UnicodeDecodeError, ValueError) as e:
-            raise FormParseError(str(e)) from None
-        return Form({k: v[0] for k, v in qs.items()}, {})
-    if ctype == "multipart/form-data":
-        boundary = params.get("boundary", "")
-        if not boundary or len(boundary) > 200:
-            raise FormParseError("multipart without a usable boundary")
-        return _multipart(body, boundary.encode("latin-1"))
-    raise FormParseError(f"unsupported content type {ctype!r}")
+            async for _ in request.stream():
+                pass
+        except ClientDisconnect:
+            pass
+        raise BodyTooLarge(drained=True)
+    chunks, n = [], 0
+    async for chunk in request.stream():
+        n += len(chunk)
+        if n > limit:
+            raise BodyTooLarge(drained=False)
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
-def _multipart(body: bytes, boundary: bytes) -> Form:
-    fields: dict[str, str] = {}
-    files: dict[str, Upload] = {}
-    delim = b"--" + boundary
-    chunks = body.split(delim)
-    if len(chunks) < 2:
-        raise FormParseError("multipart body without parts")
-    for chunk in chunks[1:]:
-        if chunk.startswith(b"--"):
-            break
-        if not chunk.startswith(b"\r\n"):
-            raise FormParseError("malformed multipart delimiter")
-        head, sep, data = chunk[2:].partition(b"\r\n\r\n")
-        if not sep:
-            raise FormParseError("multipart part without headers")
-        if data.endswith(b"\r\n"):
-            data = data[:-2]
-        disposition = ""
-        for line in head.split(b"\r\n"):
-            name, _, value = line.decode("utf-8", "replace").partition(":")
-            if name.strip().lower() == "content-disposition":
-                disposition = value.strip()
-        m = Message()
-        m["content-disposition"] = disposition
-        name = m.get_param("name", header="content-disposition")
-        if not name or not isinstance(name, str):
-            raise FormParseError("multipart part without a name")
-        if len(fields) + len(files) >= MAX_FIELDS:
-            raise FormParseError("too many fields")
-        filename = m.get_filename(None)
-        if filename is not None:
-            if filename:  # an empty file input sends filename="" and no data
-                files[name] = Upload(filename, data)
-        else:
-            try:
-                fields[name] = data.decode("utf-8")
-            except UnicodeDecodeError:
-                raise FormParseError(f"field {name!r} is not UTF-8") from None
-    return Form(fields, files)
+async def parse_form(request: Request, body: bytes) -> Form:
+    """The form in `body` (already read and bounded), decoded by Starlette's parsers."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype not in _TYPES:
+        raise FormParseError(f"unsupported content type {ctype!r}")
+    given = False
+
+    async def replay():
+        nonlocal given
+        if given:
+            return {"type": "http.disconnect"}
+        given = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    replayed = Request(request.scope, replay)
+    try:
+        data = await replayed.form(max_files=MAX_FILES, max_fields=MAX_FIELDS, max_part_size=len(body) + 1)
+    except (MultiPartException, HTTPException, ValueError) as e:
+        raise FormParseError(str(getattr(e, "detail", e))) from None
+    try:
+        fields: dict[str, str] = {}
+        files: dict[str, Upload] = {}
+        for name, value in data.multi_items():
+            if isinstance(value, UploadFile):
+                if value.filename:  # an empty file input sends filename="" and no data
+                    files.setdefault(name, Upload(value.filename, await value.read()))
+            else:
+                fields.setdefault(name, value)
+        return Form(fields, files)
+    finally:
+        await data.close()

@@ -26,6 +26,16 @@ from firmware.protocol.reports import StationIds, Status
 USER, PASSWORD = "can-bo", "mat-khau-dai-1"
 
 
+class Clock:
+    """The login limiter's clock: tests advance it instead of sleeping."""
+
+    def __init__(self, t: float = 1000.0):
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
 @dataclass
 class Running:
     url: str
@@ -35,6 +45,7 @@ class Running:
     db: DistrictDb
     db_path: Path
     key_path: Path
+    clock: Clock
 
 
 def seed_station(db: DistrictDb, sid: str, state: str = "online") -> None:
@@ -45,7 +56,8 @@ def seed_station(db: DistrictDb, sid: str, state: str = "online") -> None:
 
 
 def start_console(broker_url: str, tmp_path: Path, key, *, max_upload_bytes: int = 200_000,
-                  content_base_url: str = "http://127.0.0.1:9/content") -> Running:
+                  content_base_url: str = "http://127.0.0.1:9/content", trusted_proxies: tuple[str, ...] = (),
+                  limiter: LoginLimiter | None = None, clock: Clock | None = None) -> Running:
     """The console as `loa-district console` builds it, in this process, on a free port."""
     key_path = tmp_path / "district.key"
     if not key_path.exists():
@@ -58,9 +70,10 @@ def start_console(broker_url: str, tmp_path: Path, key, *, max_upload_bytes: int
     console = Console(db, store, key, client, content_dir=tmp_path / "content",
                       content_base_url=content_base_url)
     console.follow_stations()
+    clock = clock or Clock()
     server = ConsoleServer(console, store, Settings(max_upload_bytes=max_upload_bytes), port=0,
-                           limiter=LoginLimiter(attempts=5, window_s=300)).start()
-    return Running(server.url, server, console, store, db, db_path, key_path)
+                           limiter=limiter or LoginLimiter(now=clock), trusted_proxies=trusted_proxies).start()
+    return Running(server.url, server, console, store, db, db_path, key_path, clock)
 
 
 def stop_console(r: Running) -> None:
@@ -110,9 +123,9 @@ class Browser:
     def get(self, path: str):
         return self.request("GET", path)
 
-    def post(self, path: str, fields: dict):
+    def post(self, path: str, fields: dict, headers: dict | None = None):
         return self.request("POST", path, urlencode(fields).encode(),
-                            {"Content-Type": "application/x-www-form-urlencoded"})
+                            {"Content-Type": "application/x-www-form-urlencoded", **(headers or {})})
 
     def csrf(self, path: str) -> str:
         r, body = self.get(path)
@@ -120,9 +133,9 @@ class Browser:
         assert m, body[:500]
         return m.group(1)
 
-    def login(self, user: str = USER, password: str = PASSWORD):
+    def login(self, user: str = USER, password: str = PASSWORD, headers: dict | None = None):
         token = self.csrf("/login")
-        return self.post("/login", {"csrf": token, "user": user, "password": password, "next": "/"})
+        return self.post("/login", {"csrf": token, "user": user, "password": password, "next": "/"}, headers)
 
 
 def multipart(fields: dict, files: dict | None = None) -> tuple[bytes, str]:

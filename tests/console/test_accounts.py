@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import sqlite3
 
+import pytest
+
 from district.console.accounts import (
     LoginLimiter,
     Sessions,
     check_name,
     check_new_password,
+    client_address,
     csrf_ok,
     hash_password,
+    parse_trusted_proxies,
     verify_password,
 )
 from district.console.store import ConsoleStore
@@ -80,18 +84,79 @@ def test_csrf_comparison():
     assert not csrf_ok("abc", "abd") and not csrf_ok("abc", "") and not csrf_ok("abc", None)
 
 
-def test_login_limiter_counts_per_address_and_per_name_and_forgets_after_the_window():
+def test_login_limiter_delays_grow_per_account_and_never_lock():
     clock = Clock()
-    lim = LoginLimiter(attempts=3, window_s=60, now=clock)
-    for _ in range(3):
-        assert lim.retry_after("10.0.0.1", "an") == 0
+    lim = LoginLimiter(now=clock)
+    waits = []
+    for _ in range(9):
+        waits.append(lim.retry_after("10.0.0.1", "an"))
+        clock.t += waits[-1]  # the guesser waits exactly as long as asked, then fails again
         lim.failed("10.0.0.1", "an")
-    assert lim.retry_after("10.0.0.1", "an") == 60
-    assert lim.retry_after("10.0.0.1", "binh") > 0  # same address, another name
-    assert lim.retry_after("10.0.0.2", "AN") > 0  # another address, same name (case-insensitive)
-    assert lim.retry_after("10.0.0.2", "binh") == 0
-    clock.t += 60
-    assert lim.retry_after("10.0.0.1", "an") == 0
+    assert waits == [0, 0, 0, 0, 1, 2, 4, 8, 8]  # growing, capped at a few seconds
+    assert lim.retry_after("10.0.0.1", "AN") == 8  # user names are case-insensitive
+    clock.t += 8
+    assert lim.retry_after("10.0.0.1", "an") == 0  # then the right password is tried: never minutes
+
+
+def test_login_limiter_keeps_one_persons_typos_to_that_person_and_a_success_resets_the_account():
+    clock = Clock()
+    lim = LoginLimiter(now=clock)
+    for _ in range(5):
+        lim.failed("10.0.0.1", "an")
+    assert lim.retry_after("10.0.0.1", "an") == 2
+    assert lim.retry_after("10.0.0.1", "binh") == 0  # same (shared) address, another officer: at once
+    assert lim.retry_after("10.0.0.9", "an") == 2  # the account is throttled from anywhere
+    for _ in range(6):  # more failures from that address, on other names: the address gets its delay too
+        lim.failed("10.0.0.1", "x")
+    assert lim.retry_after("10.0.0.1", "binh") == 1
+    clock.t += 2
+    lim.succeeded("10.0.0.1", "an")
+    clock.t += 0.5
+    lim.failed("10.0.0.1", "an")
+    assert lim.retry_after("10.0.0.2", "an") == 0  # the account counts from zero again after its success
+    assert lim.retry_after("10.0.0.1", "binh") == 2  # the address does not: 12 failures
+
+
+def test_login_limiter_forgets_a_key_after_its_quiet_time():
+    clock = Clock()
+    lim = LoginLimiter(now=clock, forget_s=900)
+    for _ in range(7):
+        lim.failed("10.0.0.1", "an")
+    clock.t += 899
+    assert lim.retry_after("10.0.0.1", "an") == 0  # 8 s passed long ago anyway
+    clock.t += 1
+    lim.failed("10.0.0.1", "an")
+    assert lim.retry_after("10.0.0.1", "an") == 0  # a first failure again, not the 8th
+
+
+@pytest.mark.parametrize("peer, forwarded, want", [
+    ("203.0.113.5", ["198.51.100.7"], "203.0.113.5"),  # not a proxy: whatever it writes is ignored
+    ("127.0.0.1", ["198.51.100.7"], "198.51.100.7"),  # the trusted proxy says who connected to it
+    ("127.0.0.1", ["6.6.6.6, 198.51.100.7"], "198.51.100.7"),  # the client's own claim is further left
+    ("127.0.0.1", ["6.6.6.6", "198.51.100.7, 10.0.0.2"], "198.51.100.7"),  # through two trusted proxies
+    ("127.0.0.1", ["10.0.0.3, 10.0.0.2"], "10.0.0.3"),  # all trusted: the farthest one
+    ("127.0.0.1", [], "127.0.0.1"),  # the proxy added nothing
+    ("127.0.0.1", ["nonsense"], "127.0.0.1"),  # garbage is never an address
+    ("::1", ["2001:db8::7"], "::1"),  # IPv6 loopback is not 127.0.0.1
+])
+def test_client_address_believes_x_forwarded_for_only_from_trusted_proxies(peer, forwarded, want):
+    trusted = parse_trusted_proxies(["127.0.0.1", "10.0.0.0/24"])
+    assert client_address(peer, forwarded, trusted) == want
+
+
+def test_a_bad_trusted_proxy_is_named():
+    with pytest.raises(ValueError, match="--trusted-proxy 'proxy.example': not an IP address or network"):
+        parse_trusted_proxies(["10.0.0.1", "proxy.example"])
+
+
+def test_waits_are_said_as_a_person_says_them():
+    from district.console.i18n import Translator
+    from district.console.views import wait_text
+
+    vi, en = Translator("vi"), Translator("en")
+    assert [wait_text(vi, s) for s in (0.2, 1, 2.5, 59, 60, 61, 300)] == [
+        "1 giây", "1 giây", "3 giây", "59 giây", "1 phút", "2 phút", "5 phút"]
+    assert [wait_text(en, s) for s in (1, 8, 300)] == ["1 second", "8 seconds", "5 minutes"]
 
 
 def test_store_keeps_accounts_and_disabled_ones_have_no_hash(tmp_path):

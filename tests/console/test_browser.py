@@ -239,3 +239,78 @@ def test_officer_sends_a_test_alert_and_cancels_an_exercise_in_the_browser(brows
     d.find_element(By.ID, "nav-alerts").click()
     wait(d, lambda d: d.find_elements(By.ID, "recent-alerts"), "the English alerts page")
     shot(d, "15-alerts-en")
+
+
+# -- on a phone (issue 13, defect 3) -------------------------------------------------------------------------
+
+PHONE_CHECK = """
+const w = window.innerWidth;
+return {width: w, scroll: document.scrollingElement.scrollWidth,
+        buttons: Array.from(document.querySelectorAll('button.cancel')).map(b => {
+            const r = b.getBoundingClientRect();
+            return {alert: b.getAttribute('data-alert'), left: r.left, right: r.right, width: r.width};
+        })};
+"""
+
+
+def at_width(driver, width: int) -> None:
+    """The viewport of a phone (or a desk): exact CSS width, mobile meta viewport honoured."""
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                           {"width": width, "height": 780 if width < 600 else 1000, "deviceScaleFactor": 1,
+                            "mobile": width < 600})
+
+
+def viewport_shot(driver, name: str) -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    driver.save_screenshot(str(path))
+    print(f"screenshot: {path}")
+    return path
+
+
+@pytest.fixture
+def two_active_alerts(running):
+    """A fleet of three stations and two active alerts with long texts, sent through the console."""
+    from tests.console.conftest import Browser, multipart, seed_station
+
+    for sid in ("hv/hb/s1", "hv/hb/s2", "hv/hn/s3"):
+        seed_station(running.db, sid)
+    b = Browser(running.url)
+    assert b.login()[0].status == 303
+    ids = []
+    for status, scope, headline in (
+            ("exercise", "hv/hb", "Diễn tập phòng chống bão số 9: sơ tán dân vùng trũng thấp ven sông Cu Đê"),
+            ("test", "hv", "Kiểm tra hệ thống cảnh báo sớm toàn huyện trước mùa mưa lũ năm nay")):
+        csrf = b.csrf(f"/alert/new/{status}")
+        body, ctype = multipart({"csrf": csrf, "scope": scope, "headline": headline, "text": headline * 2})
+        r, _ = b.request("POST", f"/alert/new/{status}", body, {"Content-Type": ctype})
+        assert r.status == 303
+        ids.append(r.getheader("Location").split("/alert/")[1].split("?")[0])
+    return running, ids
+
+
+@pytest.mark.parametrize("width", [1280, 360])
+def test_every_cancel_button_is_on_screen_without_scrolling_sideways(browser, two_active_alerts, width):
+    """An officer at 2 a.m. has a phone: on every page that lists an active alert, each HỦY NGAY button lies
+    inside the viewport and the page does not scroll sideways."""
+    console, ids = two_active_alerts
+    d, base = browser, console.url
+    d.get(base + "/login")
+    d.find_element(By.ID, "user").send_keys(USER)
+    d.find_element(By.ID, "password").send_keys(PASSWORD)
+    d.find_element(By.ID, "login").click()
+    wait(d, lambda d: d.find_elements(By.ID, "fleet"), "the fleet page")
+    at_width(d, width)
+    for name, path, want in (("fleet", "/", set(ids)), ("alerts", "/alerts", set(ids)),
+                             ("alert", f"/alert/{ids[0]}", {ids[0]})):
+        d.get(base + path)
+        wait(d, lambda d: d.find_elements(By.CSS_SELECTOR, "button.cancel"), f"the cancel buttons on {path}")
+        viewport_shot(d, f"phone-{width}-{name}")
+        got = d.execute_script(PHONE_CHECK)
+        assert {b["alert"] for b in got["buttons"]} == want, (path, got)
+        # a phone widens its layout viewport (and zooms out) when the page is wider than the screen: innerWidth
+        # must stay the screen's width, and everything must fit in it
+        assert got["width"] == width, (path, f"the layout is {got['width']} px wide on a {width} px screen")
+        outside = [b for b in got["buttons"] if b["left"] < 0 or b["right"] > width or b["width"] < 40]
+        assert not outside, (path, f"cancel buttons outside the {width} px viewport", outside)
+        assert got["scroll"] <= width, (path, f"the page scrolls sideways: {got['scroll']} > {width}")

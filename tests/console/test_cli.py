@@ -97,3 +97,14 @@ def test_console_command_reports_an_unreachable_broker(tmp_path, capsys):
     rc = main(["console", "--db", str(tmp_path / "d.sqlite"), "--broker", f"mqtt://127.0.0.1:{free_port()}",
                "--key", str(key), "--port", "0"])
     assert rc == 1 and "loa-district console:" in capsys.readouterr().err
+
+
+def test_console_command_refuses_a_trusted_proxy_that_is_not_an_address(tmp_path, capsys):
+    assert main(["keygen", "--district", "hv", "--out", str(tmp_path / "keys")]) == 0
+    key = next((tmp_path / "keys").glob("*.key"))
+    with pytest.raises(SystemExit) as exit_:
+        main(["console", "--db", str(tmp_path / "d.sqlite"), "--broker", "mqtt://127.0.0.1:1", "--key", str(key),
+              "--trusted-proxy", "127.0.0.1", "--trusted-proxy", "nginx.local"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "--trusted-proxy 'nginx.local': not an IP address or network" in err
+    assert "Traceback" not in err

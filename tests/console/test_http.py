@@ -10,7 +10,8 @@ from urllib.parse import urlencode, urlsplit
 import pytest
 
 from district.mqtt import DistrictClient
-from tests.console.conftest import PASSWORD, USER, Browser, multipart
+from firmware.protocol.keys import generate
+from tests.console.conftest import PASSWORD, USER, Browser, multipart, start_console
 
 
 @pytest.mark.parametrize("path", ["/", "/alerts", "/alert/new/test", "/audit", "/station/hv%2Fhb%2Fs1"])
@@ -65,10 +66,86 @@ def test_wrong_password_shows_the_form_again_and_is_audited(fleet):
 def test_login_is_rate_limited_per_user_name(fleet):
     b = Browser(fleet.url)
     for _ in range(5):
+        fleet.clock.t += 10  # a person retyping (the limiter's clock, not a sleep)
         assert b.login(password="nope-nope")[0].status == 401
-    r, body = b.login()  # even the right password waits now
+    r, body = b.login()  # even the right password waits now: a few seconds
     assert r.status == 429
-    assert "Quá nhiều lần đăng nhập sai" in body
+    assert "Quá nhiều lần đăng nhập sai. Hãy thử lại sau 2 giây." in body
+
+
+def test_the_office_behind_one_proxy_address_is_not_locked_out_by_one_persons_typos(fleet):
+    """Issue 13, defect 2: behind the reverse proxy the whole office shares one address."""
+    from district.console.accounts import hash_password
+
+    fleet.store.add_user("truc-ban", hash_password("mat-khau-truc-ban"), role="officer")
+    typist, other = Browser(fleet.url), Browser(fleet.url)
+    for _ in range(5):
+        fleet.clock.t += 10  # retyping takes a few seconds (the limiter's clock, not a sleep)
+        assert typist.login(password="sai-mat-khau")[0].status == 401
+    r, _ = other.login("truc-ban", "mat-khau-truc-ban")  # another officer, same address, at once
+    assert r.status == 303
+    fleet.clock.t += 3  # the typist waits a few seconds (the limiter's clock, not a sleep)
+    r, _ = typist.login()
+    assert r.status == 303 and typist.get("/")[0].status == 200
+    assert [e.ip for e in fleet.store.audit_log() if e.action == "login"] == ["127.0.0.1", "127.0.0.1"]
+
+
+def test_knowing_a_user_name_cannot_keep_that_officer_out(fleet):
+    attacker, officer = Browser(fleet.url), Browser(fleet.url)
+    for _ in range(30):
+        fleet.clock.t += 10  # as fast as the limiter lets it
+        assert attacker.login(password="doan-mo")[0].status == 401
+    r, body = officer.login()
+    assert r.status == 429 and "8 giây" in body  # the longest wait there is
+    fleet.clock.t += 8
+    assert officer.login()[0].status == 303
+
+
+def test_a_long_wait_is_shown_in_minutes(broker, tmp_path):
+    from district.console.accounts import LoginLimiter
+    from tests.console.conftest import Clock, stop_console
+
+    clock = Clock()  # a district that set a long delay after one failure
+    r = start_console(broker.url, tmp_path, generate("hv"), limiter=LoginLimiter(account_delays_s=(300.0,), now=clock),
+                      clock=clock)
+    try:
+        b = Browser(r.url)
+        assert b.login(password="sai-sai-sai")[0].status == 401
+        resp, body = b.login()
+        assert resp.status == 429 and "Hãy thử lại sau 5 phút." in body and "300" not in body
+        b.get("/lang/en?next=/login")
+        resp, body = b.login()
+        assert resp.status == 429 and "Try again in 5 minutes." in body
+    finally:
+        stop_console(r)
+
+
+def test_x_forwarded_for_from_an_untrusted_peer_is_ignored(fleet):
+    liar = Browser(fleet.url)
+    for i in range(11):  # one address pretending to be eleven: the address's own delay still comes
+        assert liar.login(f"ten-{i}", "sai-sai-sai", headers={"X-Forwarded-For": f"198.51.100.{i}"})[0].status == 401
+    r, _ = liar.login(headers={"X-Forwarded-For": "198.51.100.99"})
+    assert r.status == 429
+    assert {e.ip for e in fleet.store.audit_log()} == {"127.0.0.1"}
+
+
+def test_x_forwarded_for_from_a_trusted_proxy_names_the_client(broker, tmp_path):
+    from tests.console.conftest import seed_station, stop_console
+
+    r = start_console(broker.url, tmp_path, generate("hv"), trusted_proxies=("127.0.0.1",))
+    try:
+        seed_station(r.db, "hv/hb/s1")
+        pc1, pc2 = Browser(r.url), Browser(r.url)
+        for _ in range(11):  # one office PC typing wrong, many times
+            r.clock.t += 10
+            assert pc1.login(password="sai-sai-sai", headers={"X-Forwarded-For": "6.6.6.6, 10.1.1.1"})[0].status == 401
+        r2, _ = pc1.login("khac", "sai-sai-sai", headers={"X-Forwarded-For": "10.1.1.1"})
+        assert r2.status == 429  # that PC's address is throttled ...
+        r2, _ = pc2.login("khac", "sai-sai-sai", headers={"X-Forwarded-For": "10.1.1.2"})
+        assert r2.status == 401  # ... the PC beside it is not
+        assert {e.ip for e in r.store.audit_log()} == {"10.1.1.1", "10.1.1.2"}
+    finally:
+        stop_console(r)
 
 
 def test_login_without_its_csrf_token_is_refused(fleet):
@@ -278,7 +355,7 @@ def raw(url: str, data: bytes) -> bytes:
         out = b""
         while chunk := s.recv(65536):
             out += chunk
-            if b"\r\n\r\n" in out and (b"Connection: close" in out or out.startswith(b"HTTP/1.0")):
+            if b"\r\n\r\n" in out and (b"connection: close" in out.lower() or out.startswith(b"HTTP/1.0")):
                 break
         return out
 
@@ -286,16 +363,20 @@ def raw(url: str, data: bytes) -> bytes:
 def test_malformed_http_is_answered_and_the_server_keeps_serving(logged_in, fleet):
     cookie = "; ".join(f"{k}={v}" for k, v in logged_in.cookies.items())
     answers = [
-        raw(fleet.url, b"GET / HTTP/2.0\r\n\r\n"),
-        raw(fleet.url, b"GET / HTTP/1.1\r\nX: " + b"a" * 70000 + b"\r\n\r\n"),
-        raw(fleet.url, f"POST /alert/new/test HTTP/1.1\r\nCookie: {cookie}\r\nContent-Length: -5\r\n\r\n".encode()),
-        raw(fleet.url, f"POST /alert/new/test HTTP/1.1\r\nCookie: {cookie}\r\nContent-Length: 99999999999\r\n"
+        raw(fleet.url, b"GET / HTTP/2.0\r\nHost: x\r\nConnection: close\r\n\r\n"),
+        raw(fleet.url, b"GET / HTTP/1.1\r\nHost: x\r\nX: " + b"a" * 70000 + b"\r\n\r\n"),
+        raw(fleet.url, f"POST /alert/new/test HTTP/1.1\r\nHost: x\r\nCookie: {cookie}\r\nContent-Length: -5\r\n\r\n".encode()),
+        raw(fleet.url, b"GET / HTTP/1.1\r\n\r\n"),  # HTTP/1.1 without Host
+        raw(fleet.url, f"POST /alert/new/test HTTP/1.1\r\nHost: x\r\nCookie: {cookie}\r\nContent-Length: 99999999999\r\n"
                        "Content-Type: multipart/form-data; boundary=x\r\n\r\n".encode()),
-        raw(fleet.url, b"POST /login HTTP/1.1\r\nContent-Length: 99999999999\r\n\r\n"),
+        raw(fleet.url, b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999\r\n\r\n"),
+        raw(fleet.url, b"POST /login HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"),
     ]
-    assert b"Error response" in answers[0]  # http.server answers an unknown version without a status line
+    assert answers[0].startswith(b"HTTP/1.1 ")  # an unknown version is answered as HTTP/1.1, not crashed on
     codes = [a.split(b" ", 2)[1] for a in answers[1:]]
-    assert codes == [b"431", b"411", b"413", b"413"], codes
+    # headers too large: 431; uvicorn (h11) refuses a negative length and HTTP/1.1 without Host with 400;
+    # a body over the limit is refused without being read (413), so is a body without a length (411)
+    assert codes == [b"431", b"400", b"400", b"413", b"413", b"411"], codes
     assert all(b"Traceback" not in a for a in answers)
     assert logged_in.get("/")[0].status == 200
 
@@ -321,7 +402,7 @@ def test_a_restarted_console_keeps_its_staff_logged_in_and_a_logout_holds(logged
 
     fleet.server.stop()  # an upgrade, a crash, systemd: the process is gone, its memory with it
     fleet.server = ConsoleServer(fleet.console, fleet.store, Settings(), port=0).start()
-    logged_in.port = fleet.server.httpd.server_address[1]
+    logged_in.port = fleet.server.port
     r, page = logged_in.get("/")
     assert r.status == 200 and 'id="logout"' in page
     csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)  # the session's own CSRF token came back
@@ -329,6 +410,41 @@ def test_a_restarted_console_keeps_its_staff_logged_in_and_a_logout_holds(logged
     assert logged_in.post("/logout", {"csrf": csrf})[0].status == 303
     fleet.server.stop()
     fleet.server = ConsoleServer(fleet.console, fleet.store, Settings(), port=0).start()
-    logged_in.port = fleet.server.httpd.server_address[1]
+    logged_in.port = fleet.server.port
     logged_in.cookies = cookies  # the old cookie, presented again (a copy kept by someone else)
     assert logged_in.get("/")[0].status == 303  # to /login: logged out stays logged out
+
+
+def test_an_error_inside_the_console_is_a_plain_500_page_logged_with_its_trace(logged_in, fleet, caplog):
+    fleet.db.close()  # the database goes away under the running console (a disk failing, a bad upgrade)
+    with caplog.at_level("ERROR", logger="district.console.server"):
+        r, page = logged_in.get("/")
+    assert r.status == 500 and "Lỗi máy chủ" in page and "Traceback" not in page
+    assert r.getheader("Content-Security-Policy") and r.getheader("X-Frame-Options") == "DENY"
+    assert any(rec.exc_info for rec in caplog.records if "error answering GET /" in rec.getMessage())
+    r, page = logged_in.get("/login")  # and it keeps serving
+    assert r.status == 200 and 'id="login-form"' in page
+
+
+def test_templates_and_static_files_are_package_data():
+    import tomllib
+    from pathlib import Path
+
+    import district.console
+
+    here = Path(district.console.__file__).parent
+    globs = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"]["*"]
+    shipped = [p for p in [*here.glob("templates/*"), *here.glob("static/*")] if p.is_file()]
+    assert shipped and all(any(p.match(g) for g in globs) for p in shipped), shipped
+
+
+def test_the_station_daemon_does_not_import_the_web_stack():
+    import subprocess
+    import sys
+
+    code = ("import sys, firmware.app, firmware.cli; "
+            "web = sorted(m for m in ('starlette', 'jinja2', 'uvicorn', 'multipart', 'python_multipart') "
+            "if m in sys.modules); print(web); sys.exit(1 if web else 0)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -14,7 +14,8 @@ from district.console.service import EXPIRIES, SEVERITIES, STATUSES
 from district.console.store import ROLES
 from firmware.protocol.ack import ACK_STATES
 
-SOURCES = [Path(i18n.__file__).parent / name for name in ("views.py", "server.py", "service.py")]
+HERE = Path(i18n.__file__).parent
+SOURCES = [HERE / name for name in ("views.py", "server.py", "service.py")] + sorted((HERE / "templates").glob("*.html"))
 
 
 def placeholders(text: str) -> set[str]:
