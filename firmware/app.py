@@ -20,7 +20,7 @@ from firmware.core.events import SourceNote
 from firmware.core.schedule import ScheduleDoc
 from firmware.core.sources import FileSpec
 from firmware.core.station import Station, StationSettings
-from firmware.inbound import InboundHandler, load_active_schedule
+from firmware.inbound import InboundHandler, load_active_policy, load_active_schedule
 from firmware.runtime import Call, Inbound, Runtime
 
 log = logging.getLogger(__name__)
@@ -106,7 +106,11 @@ class App:
             state, cfg.paths.schedule)
         log.info("%s: schedule %s (%s)", ident.scope, f"v{doc.version}" if doc else "none", source)
 
-        station = Station(cfg.policy, doc, tz, StationSettings(
+        scope = Scope(ident.district, ident.commune, ident.id)
+        pushed = load_active_policy(state, scope, cfg.policy_bounds)  # None: station.toml's [policy]
+        policy = pushed.policy if pushed else cfg.policy
+        log.info("%s: policy %s", ident.scope, f"v{pushed.version} (pushed)" if pushed else "from station.toml")
+        station = Station(policy, doc, tz, StationSettings(
             amp_warmup_s=cfg.gpio.amp_warmup_s if cfg.gpio.enabled else 0.0,
             amp_hang_s=cfg.gpio.amp_hang_s, fade_s=cfg.audio.fade_ms / 1000,
             id_prefix=f"{ident.id}.{self.boot_id}", content_fallback=cfg.content.fallback, station_id=ident.id))
@@ -114,7 +118,6 @@ class App:
         self._build_gpio()
         self._build_content(state_dir, clock)
         self._build_player()
-        scope = Scope(ident.district, ident.commune, ident.id)
         self._build_link(scope, clock, state_dir)
         if p.reporter is not None and p.prefetcher is not None:
             p.reporter.content_status = self._content_counts
@@ -124,7 +127,8 @@ class App:
                 p.link.publish(topic, payload, qos=1)
 
         p.inbound = InboundHandler(
-            scope, trusted_keys=trusted, replay=replay, publish=publish, policy=cfg.policy,
+            scope, trusted_keys=trusted, replay=replay, publish=publish, policy=policy,
+            bounds=cfg.policy_bounds, policy_doc=pushed, schedule=doc,
             timezone=ident.timezone, state=state, schedule_version=doc.version if doc else None,
             skew_s=cfg.trust.max_skew_s, actions=self._actions(),
             # queued, so it runs after the station has the new plan: then prefetch what it needs now

@@ -26,7 +26,7 @@ from firmware.core import commands as C
 from firmware.core.events import LinkChanged
 from firmware.core.schedule import ScheduleDoc
 from firmware.core.station import Station, StationSettings
-from firmware.inbound import InboundHandler
+from firmware.inbound import InboundHandler, load_active_policy
 from firmware.protocol.keys import load_trust_anchors
 from firmware.protocol.replay import ReplayCache
 from firmware.protocol.reports import StationIds
@@ -72,7 +72,8 @@ class FleetStation:
         self.replay = ReplayCache(state_dir / "replay.json")
         if trusted is None:
             trusted = load_trust_anchors(*cfg.trust.key_files) if cfg.trust.key_files else {}
-        self.station = Station(cfg.policy, schedule, cfg.tz, StationSettings(
+        pushed = load_active_policy(self.store, self.scope, cfg.policy_bounds)  # None: the config's [policy]
+        self.station = Station(pushed.policy if pushed else cfg.policy, schedule, cfg.tz, StationSettings(
             amp_warmup_s=0.0, amp_hang_s=cfg.gpio.amp_hang_s, fade_s=cfg.audio.fade_ms / 1000,
             id_prefix=f"{ident.id}.{self.boot_id}"))
         first = None
@@ -105,8 +106,10 @@ class FleetStation:
                 self.link.publish(topic, payload, qos=1)
 
         self.inbound = InboundHandler(
-            self.scope, trusted_keys=trusted, replay=self.replay, publish=publish, policy=cfg.policy,
-            timezone=ident.timezone, state=self.store, schedule_version=schedule.version if schedule else None,
+            self.scope, trusted_keys=trusted, replay=self.replay, publish=publish,
+            policy=pushed.policy if pushed else cfg.policy, bounds=cfg.policy_bounds, policy_doc=pushed,
+            schedule=schedule, timezone=ident.timezone, state=self.store,
+            schedule_version=schedule.version if schedule else None,
             skew_s=cfg.trust.max_skew_s)
         self.runtime = Runtime(
             self.station, clock=clock, player=self.player, reporter=self.reporter, link=self.link,
