@@ -27,7 +27,7 @@ from firmware.core.events import SourceNote
 from firmware.core.schedule import ScheduleDoc
 from firmware.core.sources import FileSpec
 from firmware.core.station import Station, StationSettings
-from firmware.inbound import InboundHandler, load_active_schedule
+from firmware.inbound import InboundHandler, load_active_policy, load_active_schedule
 from firmware.ports import Amplifier, Clock, Link, Notifier, Player, Reporter, StateStore, StatusLed
 from firmware.protocol.reports import StationIds
 from firmware.runtime import Call, Inbound, Runtime
@@ -120,11 +120,14 @@ def compose(
         if not trusted:
             log.warning("no district trust anchors configured: every alert, schedule and command will be refused")
     replay = ReplayCache(state_dir / "replay.json")
-    station = Station(cfg.policy, schedule, cfg.tz, StationSettings(
+    scope = Scope(ident.district, ident.commune, ident.id)
+    pushed = load_active_policy(state, scope, cfg.policy_bounds)  # None: station.toml's [policy]
+    policy = pushed.policy if pushed else cfg.policy
+    log.info("%s: policy %s", ident.scope, f"v{pushed.version} (pushed)" if pushed else "from station.toml")
+    station = Station(policy, schedule, cfg.tz, StationSettings(
         amp_warmup_s=cfg.gpio.amp_warmup_s if gpio and cfg.gpio.enabled else 0.0,
         amp_hang_s=cfg.gpio.amp_hang_s, fade_s=cfg.audio.fade_ms / 1000,
         id_prefix=f"{ident.id}.{boot_id}", content_fallback=cfg.content.fallback, station_id=ident.id))
-    scope = Scope(ident.district, ident.commune, ident.id)
     link: Link | None = None
     reporter: Reporter | None = None
     outbox = None
@@ -163,8 +166,8 @@ def compose(
             link.publish(topic, payload, qos=1)
 
     inbound = InboundHandler(
-        scope, trusted_keys=trusted, replay=replay, publish=publish, policy=cfg.policy,
-        timezone=ident.timezone, state=state, schedule_version=schedule.version if schedule else None,
+        scope, trusted_keys=trusted, replay=replay, publish=publish, policy=policy,
+        bounds=cfg.policy_bounds, policy_doc=pushed, schedule=schedule, timezone=ident.timezone, state=state, schedule_version=schedule.version if schedule else None,
         skew_s=cfg.trust.max_skew_s, actions=actions, on_schedule=on_schedule)
     runtime = Runtime(
         station, clock=clock, player=player, events=events, amplifier=amplifier, led=led, reporter=reporter,

@@ -14,9 +14,18 @@ from pathlib import Path
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from firmware.core.policy import Policy
+from firmware.core.policydoc import PolicyBounds, bounds_problems
 from firmware.core.validation import TimeZoneName, check_id, format_validation_error
 
 Id = Annotated[str, AfterValidator(check_id)]
@@ -104,6 +113,7 @@ class ContentConfig(_Section):
 class StationConfig(_Section):
     station: StationIdentity
     policy: Policy
+    policy_bounds: PolicyBounds = PolicyBounds()  # the district's, set at provisioning; bounds pushed policies
     audio: AudioConfig = AudioConfig()
     gpio: GpioConfig = GpioConfig()
     broker: BrokerConfig = BrokerConfig()
@@ -115,6 +125,13 @@ class StationConfig(_Section):
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.station.timezone)
+
+    @model_validator(mode="after")
+    def _policy_inside_bounds(self) -> StationConfig:
+        problems = bounds_problems(self.policy, self.policy_bounds)
+        if problems:
+            raise ValueError("[policy] is outside [policy_bounds]: " + "; ".join(problems))
+        return self
 
 
 class ConfigError(Exception):

@@ -1,4 +1,4 @@
-"""Messages from the district, checked before the core sees them: alerts, schedules and remote commands.
+"""Messages from the district, checked before the core sees them: alerts, schedules, policies and commands.
 
 Everything here is untrusted until the envelope's Ed25519 signature verifies with a district key and the
 payload's target equals the topic it arrived on. A refusal is acknowledged with its reason (so the district
@@ -16,6 +16,15 @@ from pydantic import ValidationError
 
 from firmware.core import events as E
 from firmware.core.policy import Policy
+from firmware.core.policydoc import (
+    MAX_POLICY_ENVELOPE_BYTES,
+    PolicyBounds,
+    PolicyDoc,
+    PolicyError,
+    bounds_problems,
+    parse_policy_doc,
+)
+from firmware.core.policydoc import ack_ref as policy_ref
 from firmware.core.schedule import ScheduleDoc, ScheduleError, check_against_policy, parse_schedule
 from firmware.protocol.ack import ack_message
 from firmware.protocol.command import COMMAND_MAX_AGE, MAX_COMMAND_BYTES, Command
@@ -42,6 +51,9 @@ class InboundHandler:
         skew_s: float = 300.0,
         actions: dict[str, Callable[[], str]] | None = None,
         on_schedule: Callable[[ScheduleDoc], None] | None = None,
+        bounds: PolicyBounds | None = None,
+        policy_doc: PolicyDoc | None = None,
+        schedule: ScheduleDoc | None = None,
     ):
         self.station = station
         self.trusted_keys = trusted_keys
@@ -55,6 +67,9 @@ class InboundHandler:
         self.actions = actions or {}  # "selftest" | "fetch" | "telemetry" -> returns an outcome text
         self._unsaved = False
         self.on_schedule = on_schedule  # told of every accepted schedule (the prefetcher needs its files)
+        self.bounds = bounds or PolicyBounds()  # the district's, from provisioning
+        self.policy_doc = policy_doc  # the pushed policy in force (None: station.toml's)
+        self.schedule = schedule  # the active schedule, re-checked when a policy arrives
 
     def flush(self) -> None:
         """Persist the replay cache if an accepted alert is not on disk yet (called after its commands ran)."""
@@ -86,6 +101,8 @@ class InboundHandler:
             return self._alert(topic, payload, retained, now, clock_trusted, last_trusted)
         if kind == "schedule":
             return self._schedule(topic, payload, retained, now)
+        if kind == "policy":
+            return self._policy(topic, payload, retained, now, clock_trusted)
         if kind == "cmd":
             return self._command(topic, payload, now, clock_trusted)
         log.warning("ignoring a %s message on %s: stations do not take those", kind, topic)
@@ -149,11 +166,70 @@ class InboundHandler:
                 self.send_ack(ref, "rejected", f"cannot store it: {e}", now)
                 return []
         self.schedule_version = doc.version
+        self.schedule = doc
         log.info("schedule v%s accepted from %s (%d programmes)", doc.version, topic, len(doc.programmes))
         self.send_ack(ref, "accepted", f"{len(doc.programmes)} programmes", now)
         if self.on_schedule is not None:
             self.on_schedule(doc)
         return [E.ScheduleReceived(doc)]
+
+    # -- policies ----------------------------------------------------------------------------------
+
+    def _policy(self, topic: str, raw: bytes, retained: bool, now: datetime, clock_trusted: bool) -> list:
+        """Verified like a schedule (key, target, newer version), then held to the district's bounds."""
+        scope = parse_topic(topic).scope
+        try:
+            payload = open_envelope(raw, self.trusted_keys, scope=scope, max_bytes=MAX_POLICY_ENVELOPE_BYTES)
+        except Rejected as e:
+            self._refuse(topic, e.rejection, now)
+            return []
+        try:
+            doc = parse_policy_doc(payload, f"policy on {topic}")
+        except PolicyError as e:
+            log.warning("refused policy on %s: %s", topic, "; ".join(e.problems))
+            self.send_ack(policy_ref(_int_field(payload, "version")), "rejected",
+                          "invalid: " + "; ".join(e.problems), now)
+            return []
+        ref = policy_ref(doc.version)
+        active = self.policy_doc
+        problem = None
+        if doc.target != str(scope):
+            problem = f'wrong-target: target "{doc.target}" differs from the topic\'s scope "{scope}"'
+        elif active is not None and doc.version <= active.version:
+            if retained and doc.version == active.version:
+                return []  # the retained copy of what we already apply
+            problem = f"stale: version {doc.version} is not newer than the active version {active.version}"
+        elif active is not None and doc.issued < active.issued:
+            problem = (f"stale: issued {doc.issued.isoformat()}, before the active version {active.version} "
+                       f"({active.issued.isoformat()})")
+        elif clock_trusted and doc.issued > now + timedelta(seconds=self.skew_s):
+            problem = f"future: issued {doc.issued.isoformat()} is ahead of the station's clock"
+        if problem is None:
+            outside = bounds_problems(doc.policy, self.bounds)
+            if outside:
+                problem = "; ".join(outside)
+        if problem:
+            log.warning("refused policy v%s (%s) on %s: %s", doc.version, doc.id, topic, problem)
+            self.send_ack(ref, "rejected", problem, now)
+            return []
+        if self.state is not None:
+            try:
+                self.state.save_policy_bytes(payload)
+            except OSError as e:
+                self.send_ack(ref, "rejected", f"cannot store it: {e}", now)
+                return []
+        self.policy_doc = doc
+        self.policy = doc.policy
+        windows = ", ".join(f"{w.label()} {w.cap_db:g} dB" for w in doc.policy.windows)
+        reason = f"{len(doc.policy.windows)} windows ({windows})"
+        if self.schedule is not None:
+            # The schedule stays; what the new rules no longer allow is not played (the planner refuses it).
+            conflicts = check_against_policy(self.schedule, doc.policy, self.timezone)
+            if conflicts:
+                reason += f"; active schedule v{self.schedule.version} no longer fits: " + "; ".join(conflicts)
+        log.info("policy v%s (%s) accepted from %s: %s", doc.version, doc.id, topic, reason)
+        self.send_ack(ref, "accepted", reason, now)
+        return [E.PolicyReceived(doc.policy)]
 
     # -- remote commands -----------------------------------------------------------------------------
 
@@ -216,6 +292,14 @@ def _field(payload: bytes, name: str) -> str | None:
         return None
 
 
+def _int_field(payload: bytes, name: str) -> int | None:
+    try:
+        v = json.loads(payload).get(name)
+        return v if type(v) is int else None
+    except (ValueError, AttributeError):
+        return None
+
+
 def _version_ref(payload: bytes) -> str:
     try:
         v = json.loads(payload).get("version")
@@ -242,3 +326,26 @@ def load_active_schedule(state, fallback_path: str | None) -> tuple[ScheduleDoc 
         with open(fallback_path, "rb") as f:
             return parse_schedule(f.read(), fallback_path), fallback_path
     return None, "none"
+
+
+def load_active_policy(state, scope: Scope, bounds: PolicyBounds | None) -> PolicyDoc | None:
+    """The last accepted pushed policy (state dir), if it is still usable: for this station and inside the
+    bounds (which re-provisioning may have narrowed). None: the station applies station.toml's [policy]."""
+    raw = state.load_policy_bytes() if state is not None else None
+    if raw is None:
+        return None
+    try:
+        doc = parse_policy_doc(raw, str(state.policy_path))
+    except PolicyError as e:
+        log.error("stored policy unusable, applying station.toml's: %s", e)
+        return None
+    target = Scope.parse(doc.target) if doc.target else None
+    if target is None or not target.contains(scope):
+        log.error("stored policy v%s targets %s, not this station: applying station.toml's", doc.version, doc.target)
+        return None
+    outside = bounds_problems(doc.policy, bounds or PolicyBounds())
+    if outside:
+        log.error("stored policy v%s is outside the bounds now provisioned (%s): applying station.toml's",
+                  doc.version, "; ".join(outside))
+        return None
+    return doc

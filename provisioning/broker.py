@@ -23,8 +23,8 @@ from provisioning.station import stations
 
 CONF_HEADER = "# mosquitto config for the loa district broker of"
 STATION_WRITES = ("status", "telemetry", "report", "ack")
-STATION_READS_OWN = ("alert", "schedule", "cmd")
-SCOPE_READS = ("alert", "schedule")
+STATION_READS_OWN = ("alert", "schedule", "policy", "cmd")
+SCOPE_READS = ("alert", "schedule", "policy")
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,8 @@
 
     DIR/district.json          marker and metadata (district id, broker hosts/port, signing key ids and states)
     DIR/policy.toml            default broadcast policy copied into new station configs (edit per commune)
+    DIR/policy_bounds.toml     the district's bounds on any commune policy (earliest start, latest end, loudest
+                               cap), copied into new station configs as [policy_bounds]; optional
     DIR/ca/ca.key, ca.crt      district CA (EC P-256) for broker and station TLS
     DIR/ca/revoked.json        revoked certificates; DIR/ca/crl.pem is regenerated from it
     DIR/signing/<kid>.key/.pub Ed25519 keys that sign alerts, schedules and commands
@@ -163,6 +165,11 @@ class District:
     def default_policy_text(self) -> str:
         return (self.root / "policy.toml").read_text()
 
+    def policy_bounds_text(self) -> str:
+        """The district's `policy_bounds.toml` ("" when there is none: firmware limits only)."""
+        path = self.root / "policy_bounds.toml"
+        return path.read_text() if path.is_file() else ""
+
     # ---- revocation ------------------------------------------------------------------------------------------
     def revoked(self) -> list[dict]:
         path = self.root / "ca/revoked.json"
@@ -203,6 +210,7 @@ def init_district(out: Path, district: str, hosts: list[str], port: int) -> Dist
             write_file(tmp / f"accounts/{kind}.crt", pki.cert_pem(cert))
         kid = signing.write_signing_key(signing.generate(), tmp / "signing")
         write_file(tmp / "policy.toml", (DATA / "policy.default.toml").read_text())
+        write_file(tmp / "policy_bounds.toml", (DATA / "policy_bounds.default.toml").read_text())
         (tmp / "stations").mkdir()
         meta = {
             "kind": KIND,

@@ -86,6 +86,10 @@ def render_config(district: District, p: StationParams) -> str:
     audio.setdefault("rate_hz", 48000)
     audio.setdefault("block_ms", 20)
     policy = tomllib.loads(district.default_policy_text())
+    try:
+        bounds = tomllib.loads(district.policy_bounds_text()) or None  # {} (all commented out): no table
+    except tomllib.TOMLDecodeError as e:
+        raise ProvisionError(f"{district.root / 'policy_bounds.toml'}: not valid TOML: {e}") from None
     doc = {
         "station": {
             "district": district.id,
@@ -96,6 +100,7 @@ def render_config(district: District, p: StationParams) -> str:
             "timezone": "Asia/Ho_Chi_Minh",
         },
         "policy": policy,
+        "policy_bounds": bounds,
         "audio": audio,
         "gpio": dict(preset["gpio"]),
         "broker": {

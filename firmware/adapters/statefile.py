@@ -1,4 +1,5 @@
-"""Small persisted facts of the station: last time alive, last trusted wall time, the active schedule.
+"""Small persisted facts of the station: last time alive, last trusted wall time, the active schedule
+and pushed policy.
 
 Each is one small file written atomically (temp file, fsync, rename, fsync the directory), so a power cut
 leaves either the old or the new version, never half of one. Writes are rare (minutes apart): SD cards die
@@ -25,6 +26,7 @@ class StateStore:
         self._times = self.dir / "times.json"
         self._playing = self.dir / "playing.json"
         self.schedule_path = self.dir / "schedule.json"
+        self.policy_path = self.dir / "policy.json"  # the last accepted pushed policy (signed payload bytes)
 
     def _read_times(self) -> dict:
         try:
@@ -65,6 +67,15 @@ class StateStore:
 
     def save_schedule_bytes(self, raw: bytes) -> None:
         write_atomically(self.schedule_path, raw)
+
+    def load_policy_bytes(self) -> bytes | None:
+        try:
+            return self.policy_path.read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def save_policy_bytes(self, raw: bytes) -> None:
+        write_atomically(self.policy_path, raw)
 
     # What is playing, so that a crash or power cut mid-item is accounted for at the next boot.
 

@@ -90,6 +90,13 @@ class ScheduleReceived:
 
 
 @dataclass(frozen=True, slots=True)
+class PolicyReceived:
+    """A verified pushed policy (`firmware.core.policy.Policy`), inside the district's bounds, to make active."""
+
+    policy: object
+
+
+@dataclass(frozen=True, slots=True)
 class ButtonPressed:
     """Technician button: short press plays the test tone, long press stops the current non-emergency item."""
 
@@ -140,6 +147,7 @@ Event = (
     | SourceNote
     | AlertReceived
     | ScheduleReceived
+    | PolicyReceived
     | ButtonPressed
     | PowerChanged
     | LinkChanged

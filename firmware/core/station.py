@@ -348,6 +348,22 @@ class Station:
             if seg is None or cur.seg is None or seg.occurrence != cur.seg.occurrence:
                 self._stop_current(now, out, "schedule replaced")
 
+    def on_policy_received(self, ev: E.PolicyReceived, now: datetime, out: list) -> None:
+        # The plan is recomputed under the new rules; a programme they no longer allow stops (faded).
+        if not isinstance(ev.policy, Policy):
+            raise TypeError("PolicyReceived.policy must be a Policy")
+        self.policy = ev.policy
+        self.planner = Planner(self.planner.schedule, self.policy, self.tz)
+        cur = self._current
+        if cur is not None and cur.kind == "programme":
+            seg = self.planner.at(now)
+            if seg is None or cur.seg is None or seg.occurrence != cur.seg.occurrence:
+                self._stop_current(now, out, "policy replaced")
+            elif seg.cap_db != cur.seg.cap_db:  # same programme, the window's cap changed
+                cur.seg = seg
+                cur.gain_db = self._programme_gain(seg)
+                out.append(C.SetGain(cur.play_id, cur.gain_db, seg.cap_db))
+
     def on_button_pressed(self, ev: E.ButtonPressed, now: datetime, out: list) -> None:
         cur = self._current
         if ev.long:

@@ -4,7 +4,7 @@ A *scope* is a district, a commune of a district, or one station: written `d`, `
 `[a-z0-9-]+` (1..63 characters). The number of levels tells the scope of a topic apart, so a commune or station
 may even be called "alert" without ambiguity.
 
-District -> stations, per scope: `alert`, `schedule` (retained). District -> one station: `cmd`.
+District -> stations, per scope: `alert`, `schedule`, `policy` (retained). District -> one station: `cmd`.
 Station -> district, always at station scope: `status` (retained), `telemetry`, `report`, `ack`.
 """
 
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 PREFIX = "loa/v1"
 ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
-SCOPED_KINDS = ("alert", "schedule")  # at any scope depth
+SCOPED_KINDS = ("alert", "schedule", "policy")  # at any scope depth
 STATION_KINDS = ("status", "telemetry", "report", "ack", "cmd")  # station depth only
 KINDS = SCOPED_KINDS + STATION_KINDS
 
@@ -124,8 +124,8 @@ def parse_topic(topic: str) -> ParsedTopic:
 
 
 def station_subscriptions(station: Scope) -> list[str]:
-    """Every district -> station topic a station subscribes to: alert and schedule at its district, commune and
-    station scope, and its own cmd topic."""
+    """Every district -> station topic a station subscribes to: alert, schedule and policy at its district,
+    commune and station scope, and its own cmd topic."""
     if station.station is None:
         raise TopicError(f"{station} is not a station scope")
     topics = [s.topic(kind) for kind in SCOPED_KINDS for s in station.ancestors()]

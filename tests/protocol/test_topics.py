@@ -64,7 +64,7 @@ def test_ack_filter_matches_every_station_inside_the_scope(scope, filter_):
     assert Scope.parse(scope).station_filter("ack") == filter_
 
 
-def test_a_station_subscribes_to_alerts_and_schedules_at_every_enclosing_scope():
+def test_a_station_subscribes_to_alerts_schedules_and_policies_at_every_enclosing_scope():
     subs = station_subscriptions(Scope("d", "c", "s"))
     assert subs == [
         "loa/v1/d/alert",
@@ -73,6 +73,9 @@ def test_a_station_subscribes_to_alerts_and_schedules_at_every_enclosing_scope()
         "loa/v1/d/schedule",
         "loa/v1/d/c/schedule",
         "loa/v1/d/c/s/schedule",
+        "loa/v1/d/policy",
+        "loa/v1/d/c/policy",
+        "loa/v1/d/c/s/policy",
         "loa/v1/d/c/s/cmd",
     ]
 

@@ -72,8 +72,10 @@ def test_station_receives_its_district_commune_and_own_topics_only(fleet):
     allowed = [
         "loa/v1/lx/alert", "loa/v1/lx/schedule", "loa/v1/lx/c1/alert", "loa/v1/lx/c1/schedule",
         "loa/v1/lx/c1/s1/alert", "loa/v1/lx/c1/s1/schedule", "loa/v1/lx/c1/s1/cmd",
+        "loa/v1/lx/policy", "loa/v1/lx/c1/policy", "loa/v1/lx/c1/s1/policy",
     ]
-    others = ["loa/v1/lx/c1/s2/cmd", "loa/v1/lx/c1/s2/alert", "loa/v1/lx/c2/alert", "loa/v1/lx/c2/s3/schedule"]
+    others = ["loa/v1/lx/c1/s2/cmd", "loa/v1/lx/c1/s2/alert", "loa/v1/lx/c2/alert", "loa/v1/lx/c2/s3/schedule",
+              "loa/v1/lx/c2/policy"]
     for t in allowed:
         assert _granted(s1.subscribe(t)), t
     # mosquitto 2.0's acl_file does not check subscriptions: its SUBACK grants them and the ACL is enforced on

@@ -115,3 +115,20 @@ def test_list_shows_stations_revocations_accounts_and_keys(district_dir, capsys)
     assert "revoked certificates (1):" in out and "  s2  serial" in out
     assert "collector.lx (collector)" in out and "sender.lx (sender)" in out
     assert "(active)" in out
+
+
+def test_the_district_policy_bounds_go_into_the_station_config(district_dir, capsys):
+    config = pytest.importorskip("firmware.config")
+    assert _station(district_dir) == 0  # init-district's policy_bounds.toml is all comments: no bounds
+    cfg = config.parse_config_text((district_dir / "stations/s1/station.toml").read_text())
+    assert cfg.policy_bounds.empty
+    (district_dir / "policy_bounds.toml").write_text(
+        'earliest_start = "05:00"\nlatest_end = "22:00"\nmax_gain_db = -6.0\n')
+    assert _station(district_dir, station="s2") == 0
+    cfg = config.parse_config_text((district_dir / "stations/s2/station.toml").read_text())
+    assert cfg.policy_bounds.describe() == "earliest start 05:00, latest end 22:00, loudest cap -6 dB"
+    # the district's default policy (05:30-07:00 at -6 dB) does not fit a stricter bound: nothing is written
+    (district_dir / "policy_bounds.toml").write_text('earliest_start = "06:00"\n')
+    assert _station(district_dir, station="s3") == 1
+    assert "window 05:30-07:00 starts before the earliest start 06:00 set by the district" in capsys.readouterr().err
+    assert not (district_dir / "stations/s3").exists()
